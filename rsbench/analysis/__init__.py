@@ -1,0 +1,1 @@
+"""Certified accuracy curves, ACR and summary tables from certify CSVs."""

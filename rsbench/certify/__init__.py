@@ -1,0 +1,1 @@
+"""Monte Carlo estimation over the base model, confidence bounds and certificates."""

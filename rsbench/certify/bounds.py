@@ -1,0 +1,41 @@
+"""Confidence bounds for a binomial proportion and Cohen et al.'s abstain test (pure functions)."""
+
+from __future__ import annotations
+
+from scipy.stats import beta, binomtest
+
+from rsbench.errors import check_count, check_probability, require
+
+
+def _check(k: int, n: int, alpha: float) -> None:
+    check_count("n", n)
+    require(0 <= k <= n, f"count {k} is outside [0, n={n}]")
+    check_probability("alpha", alpha)
+
+
+def clopper_pearson_lower(k: int, n: int, alpha: float) -> float:
+    """One-sided (1 - alpha) Clopper-Pearson lower bound on p from k successes in n trials.
+
+    p_lower = Beta^-1(alpha; k, n - k + 1), and 0 when k = 0. This equals the lower end of the
+    two-sided beta interval at level 2 * alpha, which is what Cohen et al.'s CERTIFY uses.
+    """
+    _check(k, n, alpha)
+    return 0.0 if k == 0 else float(beta.ppf(alpha, k, n - k + 1))
+
+
+def clopper_pearson_upper(k: int, n: int, alpha: float) -> float:
+    """One-sided (1 - alpha) Clopper-Pearson upper bound: Beta^-1(1 - alpha; k + 1, n - k), 1 when k = n."""
+    _check(k, n, alpha)
+    return 1.0 if k == n else float(beta.ppf(1.0 - alpha, k + 1, n - k))
+
+
+def top_two_pvalue(n_a: int, n_b: int) -> float:
+    """Two-sided binomial test p-value of n_a vs n_b under p = 1/2 (Cohen et al.'s PREDICT)."""
+    if n_a + n_b == 0:
+        return 1.0
+    return float(binomtest(int(n_a), int(n_a + n_b), 0.5).pvalue)
+
+
+def max_certifiable_p(n: int, alpha: float) -> float:
+    """The largest Clopper-Pearson lower bound n samples can give (all n successes): alpha^(1/n)."""
+    return clopper_pearson_lower(n, n, alpha)

@@ -1,0 +1,47 @@
+"""Cohen et al. (2019)'s CERTIFY and PREDICT for hard (majority-vote) smoothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from rsbench.certify.bounds import clopper_pearson_lower, top_two_pvalue
+from rsbench.certify.seeding import PHASE_ESTIMATE, PHASE_PREDICT, PHASE_SELECT
+
+ABSTAIN = -1
+CountsFn = Callable[[int, int], torch.Tensor]  # (num_samples, phase) -> class counts
+
+
+@dataclass(frozen=True)
+class CertifyEstimate:
+    top: int        # class picked from the n0 selection samples
+    count: int      # its count among the n estimation samples
+    n: int
+    p_lower: float  # one-sided Clopper-Pearson lower bound at alpha
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    prediction: int  # ABSTAIN when the binomial test does not reject p = 1/2 at alpha
+    count_a: int
+    count_b: int
+    pvalue: float
+
+
+def cohen_certify(counts: CountsFn, n0: int, n: int, alpha: float) -> CertifyEstimate:
+    """CERTIFY: c_A = argmax of n0 selection counts; p_A_lower from n fresh samples (Clopper-Pearson)."""
+    top = int(torch.argmax(counts(n0, PHASE_SELECT)))
+    count = int(counts(n, PHASE_ESTIMATE)[top])
+    return CertifyEstimate(top, count, n, clopper_pearson_lower(count, n, alpha))
+
+
+def cohen_predict(counts: CountsFn, n: int, alpha: float) -> PredictResult:
+    """PREDICT: top-two counts from n samples; abstain when the two-sided binomial p-value > alpha."""
+    c = counts(n, PHASE_PREDICT)
+    top2 = torch.topk(c, k=min(2, len(c)))
+    n_a = int(top2.values[0])
+    n_b = int(top2.values[1]) if len(c) > 1 else 0
+    p = top_two_pvalue(n_a, n_b)
+    return PredictResult(int(top2.indices[0]) if p <= alpha else ABSTAIN, n_a, n_b, p)

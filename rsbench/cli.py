@@ -1,0 +1,38 @@
+"""``rsbench <stage> [hydra overrides]``: dispatch to the stage's Hydra app."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+STAGES = {
+    "train": "train a base classifier with Gaussian noise augmentation",
+    "certify": "certify test points (Cohen et al.'s CERTIFY) and write certify.csv",
+    "predict": "predict with abstention (Cohen et al.'s PREDICT) and write predict.csv",
+    "plot": "certified-accuracy figure and table from one or more certify runs",
+}
+
+USAGE = "usage: rsbench <stage> [hydra overrides ...]\n\nstages:\n" + "".join(
+    f"  {name:<8} {text}\n" for name, text in STAGES.items()
+) + (
+    "\nEach stage is a Hydra app: 'rsbench certify --help' lists its config groups,\n"
+    "'rsbench certify --cfg job' prints the resolved config, '-m' runs a sweep.\n"
+    "Example: rsbench certify method=gaussian sigma=0.25\n"
+)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return
+    stage = args[0]
+    if stage not in STAGES:
+        print(f"rsbench: error: unknown stage {stage!r}; valid stages: {', '.join(STAGES)}", file=sys.stderr)
+        sys.exit(2)
+    sys.argv = [f"rsbench-{stage}", *args[1:]]
+    importlib.import_module(f"rsbench.stages.{stage}").main()
+
+
+if __name__ == "__main__":
+    main()

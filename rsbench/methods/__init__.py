@@ -1,0 +1,7 @@
+"""Smoothing methods by name: each pairs a noise distribution with its certificate."""
+
+from rsbench.methods.base import METHODS, Method, make_method
+
+from rsbench.methods import gaussian  # noqa: E402,F401  isort: skip
+
+__all__ = ["METHODS", "Method", "make_method"]

@@ -1,0 +1,85 @@
+"""Checkpoints: a state_dict plus metadata, saved atomically and loaded with ``weights_only=True``.
+
+A checkpoint is data, never code. Its metadata records the architecture and its params, the dataset
+(and family), the Gaussian noise used in training and the measured accuracies; a checkpoint whose
+architecture or dataset does not match the config is refused.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rsbench.data.registry import DatasetSpec
+from rsbench.errors import RsbenchError
+from rsbench.models.registry import NormalizedModel, build_model
+
+FORMAT = "rsbench-checkpoint/1"
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> Path:
+    """Write ``{"format", "state_dict", "meta"}`` to ``path`` via a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"format": FORMAT, "state_dict": state, "meta": meta}, tmp)
+    tmp.replace(path)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint file; every way it can be broken becomes a one-line :class:`RsbenchError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise RsbenchError(f"checkpoint {path} does not exist")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for truncated or foreign files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RsbenchError(f"checkpoint {path} is corrupted or not a torch checkpoint: {first}") from exc
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise RsbenchError(f"checkpoint {path} is not an rsbench checkpoint (expected format {FORMAT!r}); "
+                           "for torchvision weights use model.weights_file=")
+    state, meta = blob.get("state_dict"), blob.get("meta")
+    if not isinstance(state, dict) or not isinstance(meta, dict) or "arch" not in meta or "dataset" not in meta:
+        raise RsbenchError(f"checkpoint {path} is incomplete: it lacks state_dict or meta (arch, dataset)")
+    return state, meta
+
+
+def load_model(path: str | Path, arch: str, params: dict[str, Any], spec: DatasetSpec
+               ) -> tuple[NormalizedModel, dict[str, Any]]:
+    """Build ``arch`` for ``spec`` and load checkpoint ``path`` into it, refusing any mismatch."""
+    state, meta = read_checkpoint(path)
+    if meta["arch"] != arch or dict(meta.get("params", {})) != dict(params):
+        raise RsbenchError(
+            f"checkpoint {path} holds arch={meta['arch']} params={meta.get('params', {})} but the config "
+            f"asks for arch={arch} params={dict(params)}; set model={meta['arch']} (and its params) to use it")
+    if meta.get("family", meta["dataset"]) != spec.family:
+        raise RsbenchError(f"checkpoint {path} was trained on dataset {meta['dataset']} but the config "
+                           f"certifies {spec.name}; their inputs and classes differ")
+    model = build_model(arch, spec, params)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise RsbenchError(f"checkpoint {path} does not fit arch={arch}: "
+                           f"{str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else exc}"
+                           ) from exc
+    return model, meta
+
+
+def load_weights_file(model: NormalizedModel, path: str | Path) -> None:
+    """Load a plain torchvision state_dict (e.g. ImageNet ResNet-50 weights) into ``model.net``."""
+    path = Path(path)
+    if not path.is_file():
+        raise RsbenchError(f"model.weights_file {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.net.load_state_dict(state, strict=True)
+    except Exception as exc:
+        raise RsbenchError(f"model.weights_file {path} could not be loaded into the network: "
+                           f"{str(exc).strip().splitlines()[0]}") from exc

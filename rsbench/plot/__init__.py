@@ -1,0 +1,1 @@
+"""Figures: one function per figure kind, each saved as PNG and PDF."""

@@ -1,0 +1,1 @@
+"""The CLI stages: each is a Hydra app on its own root config (conf/<stage>.yaml)."""

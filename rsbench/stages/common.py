@@ -1,0 +1,193 @@
+"""What every stage shares: error handling, device choice, data and model resolution."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from rsbench.data import DatasetSpec, load_split
+from rsbench.errors import RsbenchError, check_count, require
+from rsbench.models.checkpoint import load_model, load_weights_file, save_checkpoint
+from rsbench.models.registry import NormalizedModel, build_model, full_params
+
+log = logging.getLogger("rsbench")
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+def _run_name(override_dirname: str) -> str:
+    return override_dirname or "default"
+
+
+if not OmegaConf.has_resolver("run_name"):
+    OmegaConf.register_new_resolver("run_name", _run_name)
+
+
+def plain(cfg: DictConfig | Any) -> Any:
+    """A resolved plain-Python copy of a config node."""
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+def output_dir() -> Path:
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def run_stage(stage: str, body: Callable[[DictConfig, Path], None], cfg: DictConfig) -> None:
+    """Run a stage body; an :class:`RsbenchError` becomes one line on stderr and exit status 2.
+
+    If the failing run produced nothing but Hydra's bookkeeping, its run dir is removed, so bad
+    input leaves no partial output behind.
+    """
+    out = output_dir()
+    try:
+        body(cfg, out)
+    except RsbenchError as exc:
+        print(f"rsbench {stage}: error: {exc}", file=sys.stderr, flush=True)
+        bookkeeping = {".hydra", f"{stage}.log"}
+        if out.is_dir() and all(p.name in bookkeeping for p in out.iterdir()):
+            shutil.rmtree(out, ignore_errors=True)
+        sys.exit(2)
+
+
+def select_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; otherwise the named device, which must exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise RsbenchError(f"device={name!r} is invalid: {exc}") from exc
+    require(dev.type != "cuda" or torch.cuda.is_available(), f"device={name!r} but CUDA is not available")
+    return dev
+
+
+def dataset_split(cfg: DictConfig, split: str) -> tuple[Any, DatasetSpec]:
+    d = plain(cfg.dataset)
+    name = d.pop("name")
+    d.pop("default_model", None)
+    return load_split(name, split, **d)
+
+
+def model_choice(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
+    arch = cfg.model.arch
+    require(isinstance(arch, str) and arch, "model.arch is not set")
+    return arch, full_params(arch, dict(plain(cfg.model.params) or {}))
+
+
+def default_model_path(cfg: DictConfig, spec: DatasetSpec, arch: str, params: dict[str, Any],
+                       sigma: float) -> Path:
+    """Where the cached default model for (dataset, arch, params, sigma, seed, train settings) lives."""
+    key = json.dumps({"dataset": spec.name, "arch": arch, "params": params, "sigma": sigma,
+                      "seed": cfg.seed, "train": plain(cfg.train)}, sort_keys=True)
+    digest = hashlib.sha1(key.encode()).hexdigest()[:10]
+    return Path(cfg.outputs_dir) / "models" / f"{spec.name}-{arch}-sigma{sigma:g}-{digest}" / "model.pt"
+
+
+def train_and_save(cfg: DictConfig, arch: str, params: dict[str, Any], sigma: float, ckpt: Path,
+                   device: torch.device, log_path: Path | None) -> dict[str, Any]:
+    """Train ``arch`` on the configured dataset with N(0, sigma^2) augmentation and save a checkpoint."""
+    from rsbench.training.loop import TrainConfig, train_model
+
+    tc = TrainConfig.from_cfg(plain(cfg.train))
+    train_ds, spec = dataset_split(cfg, "train")
+    test_ds, _ = dataset_split(cfg, "test")
+    model = build_model(arch, spec, params)
+    metrics = train_model(model, train_ds, test_ds, tc, sigma, int(cfg.seed), device,
+                          str(log_path) if log_path else None)
+    meta = {"arch": arch, "params": params, "dataset": spec.name, "family": spec.family,
+            "input_shape": list(spec.shape), "num_classes": spec.num_classes,
+            "train_noise_sigma": float(sigma), "seed": int(cfg.seed), "epochs": tc.epochs,
+            "clean_acc": metrics["test_acc"], "noisy_acc": metrics["test_acc_noisy"],
+            "stand_in": spec.stand_in}
+    save_checkpoint(ckpt, model, meta)
+    return meta
+
+
+def resolve_model(cfg: DictConfig, spec: DatasetSpec, sigma: float, device: torch.device
+                  ) -> tuple[NormalizedModel, dict[str, Any]]:
+    """The base classifier: ``model.checkpoint``, else ``model.weights_file``, else a cached default.
+
+    The default is trained once with ``train`` settings and noise ``sigma`` and cached under
+    ``outputs_dir/models/``, so ``rsbench certify`` works with no prior step.
+    """
+    arch, params = model_choice(cfg)
+    if cfg.model.checkpoint:
+        model, meta = load_model(cfg.model.checkpoint, arch, params, spec)
+        meta = {**meta, "checkpoint": str(cfg.model.checkpoint)}
+    elif cfg.model.get("weights_file"):
+        model = build_model(arch, spec, params)
+        load_weights_file(model, cfg.model.weights_file)
+        meta = {"arch": arch, "params": params, "dataset": spec.name, "weights_file": str(cfg.model.weights_file)}
+    else:
+        ckpt = default_model_path(cfg, spec, arch, params, sigma)
+        if not ckpt.exists():
+            log.info("no model.checkpoint given: training the default %s for %s at sigma=%g -> %s",
+                     arch, spec.name, sigma, ckpt)
+            train_and_save(cfg, arch, params, sigma, ckpt, device, ckpt.with_name("train_log.csv"))
+        model, meta = load_model(ckpt, arch, params, spec)
+        meta = {**meta, "checkpoint": str(ckpt)}
+    train_sigma = meta.get("train_noise_sigma")
+    if train_sigma is not None and abs(float(train_sigma) - sigma) > 1e-12:
+        log.warning("the base model was trained with noise sigma=%g but smoothing uses sigma=%g",
+                    train_sigma, sigma)
+    return model.to(device).eval(), meta
+
+
+def select_indices(total: int, skip: int, max_index: int) -> list[int]:
+    """Cohen et al.'s test-point selection: every ``skip``-th index below ``max_index`` (-1 = all)."""
+    check_count("skip", skip)
+    require(isinstance(max_index, int) and max_index >= -1, f"max={max_index!r} is invalid: use -1 or >= 0")
+    stop = total if max_index < 0 else min(total, max_index)
+    return list(range(0, stop, skip))
+
+
+def point_counts(model: torch.nn.Module, noise: Any, num_classes: int, batch: int, seed: int,
+                 x: torch.Tensor, idx: int) -> Callable[[int, int], torch.Tensor]:
+    """The (num_samples, phase) -> class counts function for test point ``idx`` (seeded per point)."""
+    from rsbench.certify.sampling import class_counts
+
+    return lambda num, phase: class_counts(model, noise, x, num, num_classes, batch, seed, (idx, phase))
+
+
+def run_points(csv_path: Path, columns: tuple[str, ...], indices: list[int], test_ds: Any,
+               spec: DatasetSpec, device: torch.device, desc: str,
+               evaluate: Callable[[torch.Tensor, int], dict[str, Any]]) -> None:
+    """Evaluate each test index not yet in ``csv_path`` and append its row (flushed) as it is produced.
+
+    ``evaluate(x, idx)`` returns the method's fields including ``predict``; ``idx``, ``label``,
+    ``correct`` and ``time_s`` are added here. A tqdm bar shows progress and running accuracy.
+    """
+    import time
+
+    from rsbench.models.registry import check_input
+    from rsbench.progress import progress
+    from rsbench.results import ResultsCSV
+
+    with ResultsCSV(csv_path, columns) as results:
+        done = results.open()
+        todo = [i for i in indices if i not in done]
+        if len(todo) < len(indices):
+            log.info("resuming %s: %d of %d points already done", csv_path, len(indices) - len(todo),
+                     len(indices))
+        right = 0
+        bar = progress(todo, desc=desc, unit="pt")
+        for k, i in enumerate(bar, start=1):
+            x, label = test_ds[i]
+            check_input(x, spec, f"test point {i}")
+            t0 = time.perf_counter()
+            row = evaluate(x.to(device), i)
+            row.update(idx=i, label=int(label), correct=int(row["predict"] == int(label)),
+                       time_s=time.perf_counter() - t0)
+            results.append(row)
+            right += row["correct"]
+            bar.set_postfix(acc=f"{right / k:.3f}")
+        bar.close()

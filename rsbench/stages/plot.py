@@ -1,0 +1,65 @@
+"""``rsbench plot``: certify CSVs -> certified-accuracy figure (PNG + PDF) and table (CSV + Markdown)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from rsbench.analysis.curves import format_table, summary_table, to_markdown
+from rsbench.errors import RsbenchError, require
+from rsbench.methods import make_method
+from rsbench.plot.certified_accuracy import plot_certified_accuracy
+from rsbench.stages.common import CONF_DIR, plain, run_stage
+
+REQUIRED = ("idx", "label", "predict", "radius", "correct")
+
+
+def _csv_of(run: str) -> Path:
+    p = Path(run)
+    p = p / "certify.csv" if p.is_dir() else p
+    require(p.is_file(), f"plot input {run} is neither a certify.csv nor a run dir holding one")
+    return p
+
+
+def _label(csv_path: Path) -> str:
+    """A legend label from the run's saved Hydra config: method label and dataset."""
+    saved = csv_path.parent / ".hydra" / "config.yaml"
+    if not saved.exists():
+        return csv_path.parent.name
+    cfg = OmegaConf.load(saved)
+    try:
+        return f"{make_method(plain(cfg.method)).label()}, {cfg.dataset.name}"
+    except (RsbenchError, AttributeError):
+        return csv_path.parent.name
+
+
+def plot(cfg: DictConfig, out: Path) -> None:
+    runs = list(cfg.runs or [])
+    require(len(runs) > 0, "plot needs runs=[<certify run dir or csv>, ...]")
+    labels = list(cfg.labels) if cfg.labels else []
+    require(not labels or len(labels) == len(runs), f"labels has {len(labels)} entries for {len(runs)} runs")
+    frames: dict[str, pd.DataFrame] = {}
+    for k, run in enumerate(runs):
+        path = _csv_of(run)
+        df = pd.read_csv(path)
+        missing = [c for c in REQUIRED if c not in df.columns]
+        require(not missing, f"{path} lacks columns {missing}; is it a certify.csv?")
+        label = labels[k] if labels else _label(path)
+        if label in frames:
+            label = f"{label} ({path.parent.name})"
+        frames[label] = df
+    table = summary_table(frames, list(cfg.radii))
+    stem = out / cfg.name
+    figs = plot_certified_accuracy(frames, stem, title=cfg.title, max_radius=cfg.max_radius)
+    table.to_csv(stem.with_suffix(".csv"), index_label="run")
+    stem.with_suffix(".md").write_text(to_markdown(table))
+    print(format_table(table))
+    print("\nwrote " + ", ".join(str(p) for p in [*figs, stem.with_suffix(".csv"), stem.with_suffix(".md")]))
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="plot")
+def main(cfg: DictConfig) -> None:
+    run_stage("plot", plot, cfg)

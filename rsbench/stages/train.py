@@ -1,0 +1,32 @@
+"""``rsbench train``: train a base classifier with Gaussian noise augmentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from rsbench.models.checkpoint import read_checkpoint
+from rsbench.stages.common import CONF_DIR, log, model_choice, run_stage, select_device, train_and_save
+
+
+def train(cfg: DictConfig, out: Path) -> None:
+    arch, params = model_choice(cfg)
+    sigma = float(cfg.train.noise_sigma)
+    device = select_device(cfg.device)
+    ckpt, log_path = out / "model.pt", out / "train_log.csv"
+    if ckpt.exists() and not cfg.train.overwrite:
+        _, meta = read_checkpoint(ckpt)
+        log.info("%s exists (train.overwrite=true retrains): clean acc %.4f, noisy acc %.4f",
+                 ckpt, meta["clean_acc"], meta["noisy_acc"])
+    else:
+        log_path.unlink(missing_ok=True)
+        meta = train_and_save(cfg, arch, params, sigma, ckpt, device, log_path)
+    print(f"\n{ckpt}\n  arch {arch} {params}, dataset {meta['dataset']}, train noise sigma {sigma:g}\n"
+          f"  test accuracy: clean {meta['clean_acc']:.4f}, noisy (sigma={sigma:g}) {meta['noisy_acc']:.4f}")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+def main(cfg: DictConfig) -> None:
+    run_stage("train", train, cfg)

@@ -1,0 +1,1 @@
+"""Training base classifiers with Gaussian noise augmentation."""
