@@ -55,7 +55,17 @@ def run_stage(stage: str, body: Callable[[DictConfig, Path], None], cfg: DictCon
         bookkeeping = {".hydra", f"{stage}.log"}
         if out.is_dir() and all(p.name in bookkeeping for p in out.iterdir()):
             shutil.rmtree(out, ignore_errors=True)
+            _remove_empty_parents(out, Path(str(cfg.get("outputs_dir", "outputs"))))
         sys.exit(2)
+
+
+def _remove_empty_parents(path: Path, root: Path) -> None:
+    """Remove now-empty folders between ``path`` and ``root`` (exclusive) that a failed run created."""
+    root = root.resolve()
+    parent = path.resolve().parent
+    while parent != root and root in parent.parents and parent.is_dir() and not any(parent.iterdir()):
+        parent.rmdir()
+        parent = parent.parent
 
 
 def select_device(name: str) -> torch.device:
@@ -189,5 +199,5 @@ def run_points(csv_path: Path, columns: tuple[str, ...], indices: list[int], tes
                        time_s=time.perf_counter() - t0)
             results.append(row)
             right += row["correct"]
-            bar.set_postfix(acc=f"{right / k:.3f}")
+            bar.set_postfix(acc=f"{right / k:.3f}", refresh=False)
         bar.close()

@@ -12,7 +12,14 @@ from rsbench.errors import check_count, check_probability
 from rsbench.methods import make_method
 from rsbench.results import check_fingerprint
 from rsbench.stages.common import (
-    CONF_DIR, dataset_split, plain, point_counts, resolve_model, run_points, run_stage, select_device,
+    CONF_DIR,
+    dataset_split,
+    plain,
+    point_counts,
+    resolve_model,
+    run_points,
+    run_stage,
+    select_device,
     select_indices,
 )
 

@@ -132,7 +132,7 @@ def train_model(model: nn.Module, train_ds: Dataset, test_ds: Dataset, tc: Train
                 right += float((out.argmax(1) == y).sum())
                 seen += len(y)
                 bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{loss_sum / seen:.3f}")
+                bar.set_postfix(epoch=epoch, loss=f"{loss_sum / seen:.3f}", refresh=False)
             sched.step()
             metrics = {
                 "epoch": epoch, "lr": lr, "train_loss": loss_sum / seen, "train_acc": right / seen,

@@ -1,0 +1,108 @@
+"""Bad input: a clear one-line error naming the bad value, non-zero exit, no partial output."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import CERTIFY_SETTINGS, TINY_CERTIFY, run_cli, run_cli_subprocess
+from rsbench.data.registry import DatasetSpec, TensorImages
+from rsbench.errors import RsbenchError
+from rsbench.stages.common import run_points, select_indices
+
+
+def _fails(tmp_path, capsys, args, pattern, code=2):
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit) as exc:
+        run_cli([*args, f"hydra.run.dir={run}"], tmp_path)
+    assert exc.value.code == code
+    err = capsys.readouterr().err
+    assert pytest.importorskip("re").search(pattern, err), err
+    assert not run.exists(), "a failed run left output behind"
+    return err
+
+
+@pytest.mark.parametrize("override,pattern", [
+    ("sigma=-1", r"sigma=-1(\.0)? is invalid"),
+    ("sigma=0", r"sigma=0(\.0)? is invalid"),
+    ("certify.alpha=1.5", r"certify.alpha=1.5 is invalid: it must lie strictly between 0 and 1"),
+    ("certify.n=0", r"certify.n=0 is invalid"),
+    ("certify.n0=0", r"certify.n0=0 is invalid"),
+    ("certify.skip=0", r"skip=0 is invalid"),
+    ("certify.batch=0", r"certify.batch=0 is invalid"),
+    ("device=tpu", r"device='tpu' is invalid"),
+])
+def test_bad_values(tmp_path, capsys, override, pattern) -> None:
+    err = _fails(tmp_path, capsys, ["certify", *TINY_CERTIFY, override], pattern)
+    assert len(err.strip().splitlines()) == 1 and err.startswith("rsbench certify: error:")
+
+
+def test_unknown_config_group_options_list_the_valid_ones(tmp_path, capsys) -> None:
+    _fails(tmp_path, capsys, ["certify", "dataset=svhn"], r"(?s)dataset/svhn.*mnist5k", code=1)
+    _fails(tmp_path, capsys, ["certify", "method=foo"], r"(?s)method/foo.*gaussian", code=1)
+
+
+def test_unknown_stage(capsys) -> None:
+    from rsbench import cli
+    with pytest.raises(SystemExit):
+        cli.main(["cerify"])
+    assert "valid stages: train, certify, predict, plot" in capsys.readouterr().err
+
+
+def test_corrupted_and_mismatched_checkpoints(tmp_path, capsys, tiny_model) -> None:
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(tiny_model.read_bytes()[:500])
+    _fails(tmp_path, capsys, ["certify", *TINY_CERTIFY, f"model.checkpoint={broken}"],
+           "corrupted or not a torch checkpoint")
+    _fails(tmp_path, capsys, ["certify", *CERTIFY_SETTINGS, "model=cnn", f"model.checkpoint={tiny_model}"],
+           "holds arch=mlp .* asks for arch=cnn")
+    _fails(tmp_path, capsys, ["certify", *TINY_CERTIFY, "dataset=standin_cifar10", f"model.checkpoint={tiny_model}"],
+           "trained on dataset mnist5k but the config certifies standin_cifar10")
+
+
+def test_changed_config_in_same_run_dir_is_refused(tmp_path, capsys, tiny_model) -> None:
+    run = tmp_path / "run"
+    run_cli(["certify", *TINY_CERTIFY, "certify.max=60", f"model.checkpoint={tiny_model}",
+             f"hydra.run.dir={run}"], tmp_path)
+    with pytest.raises(SystemExit):
+        run_cli(["certify", *TINY_CERTIFY, "certify.max=60", "certify.n=301", f"model.checkpoint={tiny_model}",
+                 f"hydra.run.dir={run}"], tmp_path)
+    assert "different configuration (differs in n)" in capsys.readouterr().err
+    assert (run / "certify.csv").exists()  # nothing lost
+
+
+def test_non_finite_pixels_and_wrong_shape(tmp_path) -> None:
+    spec = DatasetSpec("t", "t", (1, 4, 4), 2, (0.0,), (1.0,))
+    x = torch.rand(3, 1, 4, 4)
+    x[1, 0, 2, 2] = float("inf")
+    ds = TensorImages(x, torch.tensor([0, 1, 0]))
+    seen = []
+
+    def evaluate(xi, i):
+        seen.append(i)
+        return {"predict": 0}
+
+    with pytest.raises(RsbenchError, match="test point 1: input holds non-finite pixels"):
+        run_points(tmp_path / "c.csv", ("idx", "label", "predict", "correct", "time_s"), [0, 1, 2], ds, spec,
+                   torch.device("cpu"), "t", evaluate)
+    assert seen == [0]
+    assert (tmp_path / "c.csv").read_text().splitlines()[1].startswith("0,0,0,1,")  # the good row was kept
+    other = DatasetSpec("t", "t", (1, 5, 5), 2, (0.0,), (1.0,))
+    with pytest.raises(RsbenchError, match=r"input shape \(1, 4, 4\) does not match the model's \(1, 5, 5\)"):
+        run_points(tmp_path / "d.csv", ("idx", "label", "predict", "correct", "time_s"), [0], ds, other,
+                   torch.device("cpu"), "t", evaluate)
+
+
+def test_select_indices() -> None:
+    assert select_indices(10, 3, -1) == [0, 3, 6, 9]
+    assert select_indices(10, 3, 7) == [0, 3, 6]
+    with pytest.raises(RsbenchError):
+        select_indices(10, 0, -1)
+
+
+def test_subprocess_exit_code_and_message(tmp_path) -> None:
+    res = run_cli_subprocess(["certify", "sigma=-0.5", f"outputs_dir={tmp_path}"], tmp_path)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1] == ("rsbench certify: error: sigma=-0.5 is invalid: "
+                                                   "it must be a finite number > 0")
+    assert not (tmp_path / "certify").exists()

@@ -1,0 +1,57 @@
+"""Clopper-Pearson bounds and the binomial abstain test against closed forms and simulation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import beta, binomtest
+
+from rsbench.certify.bounds import (
+    clopper_pearson_lower,
+    clopper_pearson_upper,
+    max_certifiable_p,
+    top_two_pvalue,
+)
+from rsbench.errors import RsbenchError
+
+
+def test_closed_forms() -> None:
+    # All successes: P(X = n) = p^n = alpha  =>  p_lower = alpha^(1/n).
+    assert clopper_pearson_lower(100, 100, 0.001) == pytest.approx(0.001 ** (1 / 100), rel=1e-12)
+    # No successes: p_upper = 1 - alpha^(1/n); bounds at the edges.
+    assert clopper_pearson_upper(0, 50, 0.01) == pytest.approx(1 - 0.01 ** (1 / 50), rel=1e-12)
+    assert clopper_pearson_lower(0, 10, 0.05) == 0.0
+    assert clopper_pearson_upper(10, 10, 0.05) == 1.0
+    # Equals the lower end of the two-sided beta interval at 2*alpha (Cohen's proportion_confint).
+    assert clopper_pearson_lower(990, 1000, 0.001) == pytest.approx(beta.ppf(0.001, 990, 11))
+    assert max_certifiable_p(100_000, 0.001) == pytest.approx(0.001 ** 1e-5)
+
+
+def test_lower_bound_defines_tail_probability() -> None:
+    # At p = p_lower, P(X >= k) = alpha exactly (the defining property of the one-sided bound).
+    from scipy.stats import binom
+    for k, n in [(7, 10), (60, 100), (9_990, 10_000)]:
+        p = clopper_pearson_lower(k, n, 0.01)
+        assert binom.sf(k - 1, n, p) == pytest.approx(0.01, rel=1e-6)
+
+
+@pytest.mark.parametrize("p", [0.3, 0.7, 0.95, 0.995])
+def test_coverage_by_simulation(p: float) -> None:
+    n, alpha, trials = 200, 0.05, 40_000
+    lower = np.array([clopper_pearson_lower(k, n, alpha) for k in range(n + 1)])
+    upper = np.array([clopper_pearson_upper(k, n, alpha) for k in range(n + 1)])
+    k = np.random.default_rng(0).binomial(n, p, size=trials)
+    se = np.sqrt(alpha * (1 - alpha) / trials)
+    assert np.mean(lower[k] <= p) >= 1 - alpha - 3 * se
+    assert np.mean(upper[k] >= p) >= 1 - alpha - 3 * se
+    # ... and not trivially: the bound is informative (coverage is not 100 % with a vacuous bound).
+    assert np.mean(lower[k]) > p - 0.15
+
+
+def test_pvalue_matches_scipy_and_bad_input() -> None:
+    assert top_two_pvalue(60, 40) == pytest.approx(binomtest(60, 100, 0.5).pvalue)
+    assert top_two_pvalue(0, 0) == 1.0
+    with pytest.raises(RsbenchError, match="alpha"):
+        clopper_pearson_lower(3, 10, 1.5)
+    with pytest.raises(RsbenchError, match="outside"):
+        clopper_pearson_lower(11, 10, 0.01)

@@ -1,0 +1,127 @@
+"""End-to-end CLI tests on tiny data: train, certify (determinism, batching, kill and resume), predict, plot."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pandas as pd
+import pytest
+
+from conftest import TINY_CERTIFY, TINY_TRAIN, read_rows, run_cli, run_cli_subprocess
+from rsbench.analysis.curves import summary
+
+
+def _certify(out, *extra, model=None):
+    args = ["certify", *TINY_CERTIFY, *extra]
+    if model is not None:
+        args.append(f"model.checkpoint={model}")
+    run_cli([*args, f"hydra.run.dir={out / 'run'}"], out)
+    return out / "run" / "certify.csv"
+
+
+def test_help_lists_stages(capsys) -> None:
+    from rsbench import cli
+    cli.main(["--help"])
+    text = capsys.readouterr().out
+    for stage in ("train", "certify", "predict", "plot"):
+        assert stage in text
+
+
+def test_train_writes_model_and_log(tiny_model) -> None:
+    from rsbench.models.checkpoint import read_checkpoint
+    _, meta = read_checkpoint(tiny_model)
+    assert meta["arch"] == "mlp" and meta["dataset"] == "mnist5k" and meta["train_noise_sigma"] == 0.25
+    assert 0.5 < meta["clean_acc"] <= 1.0  # one epoch on 800 digits already beats chance by far
+    log = pd.read_csv(tiny_model.with_name("train_log.csv"))
+    assert list(log["epoch"]) == [1] and {"train_loss", "test_acc", "test_acc_noisy"} <= set(log.columns)
+
+
+def test_certify_columns_determinism_and_batch_independence(tmp_path, tiny_model) -> None:
+    a = _certify(tmp_path / "a", model=tiny_model)
+    b = _certify(tmp_path / "b", model=tiny_model)
+    c = _certify(tmp_path / "c", "certify.batch=7", model=tiny_model)
+    df = pd.read_csv(a)
+    assert list(df.columns[:6]) == ["idx", "label", "predict", "radius", "correct", "time_s"]
+    assert {"sound", "norm", "p_lower", "count", "sigma", "method", "certificate"} <= set(df.columns)
+    assert list(df["idx"]) == [0, 50, 100, 150, 200, 250]
+    assert df["sound"].all() and (df["norm"] == "l2").all()
+    assert (df["radius"] >= 0).all() and (df.loc[df["predict"] < 0, "radius"] == 0).all()
+    assert ((df["predict"] == df["label"]).astype(int) == df["correct"]).all()
+    pd.testing.assert_frame_equal(read_rows(a), read_rows(b))
+    pd.testing.assert_frame_equal(read_rows(a), read_rows(c))
+    # per-point seeding: the rows of a skip=100 run are a subset of the skip=50 run
+    d = _certify(tmp_path / "d", "certify.skip=100", model=tiny_model)
+    pd.testing.assert_frame_equal(read_rows(d), read_rows(a)[read_rows(a)["idx"] % 100 == 0].reset_index(drop=True))
+
+
+def test_resume_after_torn_write_equals_uninterrupted(tmp_path, tiny_model) -> None:
+    full = _certify(tmp_path / "full", model=tiny_model)
+    part = _certify(tmp_path / "part", model=tiny_model)
+    lines = part.read_text().splitlines(keepends=True)
+    part.write_text("".join(lines[:3]) + lines[3][:11])  # two rows kept, third torn mid-line
+    _certify(tmp_path / "part", model=tiny_model)
+    pd.testing.assert_frame_equal(read_rows(part), read_rows(full))
+
+
+def test_kill_and_resume_subprocess(tmp_path, tiny_model) -> None:
+    args = ["certify", *TINY_CERTIFY, "certify.n=4000", "certify.max=1000", f"model.checkpoint={tiny_model}",
+            f"outputs_dir={tmp_path}"]
+    ref = tmp_path / "ref"
+    assert run_cli_subprocess([*args, f"hydra.run.dir={ref}"], tmp_path).returncode == 0
+    run = tmp_path / "killed"
+    import os
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "rsbench.cli", *args, f"hydra.run.dir={run}"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ)
+    csv = run / "certify.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if csv.exists() and len(csv.read_text().splitlines()) >= 4:  # header + 3 rows
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_rows = len(csv.read_text().splitlines()) - 1
+    assert 3 <= killed_rows < 20
+    done = run_cli_subprocess([*args, f"hydra.run.dir={run}"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    pd.testing.assert_frame_equal(read_rows(csv), read_rows(ref / "certify.csv"))
+
+
+def test_default_model_is_trained_once_and_cached(tmp_path) -> None:
+    first = _certify(tmp_path, "certify.max=60")
+    models = list((tmp_path / "models").glob("*/model.pt"))
+    assert len(models) == 1
+    stamp = models[0].stat().st_mtime_ns
+    (first.parent / "certify.csv").unlink()
+    _certify(tmp_path, "certify.max=60")
+    assert models[0].stat().st_mtime_ns == stamp
+    assert len(pd.read_csv(first)) == 2
+
+
+def test_predict(tmp_path, tiny_model) -> None:
+    out = tmp_path
+    run_cli(["predict", *TINY_TRAIN, "predict.n=200", "predict.alpha=0.01", "predict.skip=100", "predict.max=500",
+             f"model.checkpoint={tiny_model}", f"hydra.run.dir={out / 'run'}"], out)
+    df = pd.read_csv(out / "run" / "predict.csv")
+    assert list(df["idx"]) == [0, 100, 200, 300, 400]
+    assert (df["count_a"] >= df["count_b"]).all() and (df["count_a"] + df["count_b"] <= 200).all()
+    abstained = df["predict"] < 0
+    assert (df.loc[abstained, "pvalue"] > 0.01).all() and (df.loc[~abstained, "pvalue"] <= 0.01).all()
+
+
+def test_plot(tmp_path, tiny_model) -> None:
+    a = _certify(tmp_path / "a", model=tiny_model)
+    b = _certify(tmp_path / "b", "sigma=0.5", model=tiny_model)
+    out = tmp_path / "plot"
+    run_cli(["plot", f"runs=[{a.parent},{b}]", "radii=[0,0.25,0.5]", f"hydra.run.dir={out}"], tmp_path)
+    for suffix in ("png", "pdf", "csv", "md"):
+        assert (out / f"certified_accuracy.{suffix}").stat().st_size > 0
+    table = pd.read_csv(out / "certified_accuracy.csv", index_col="run")
+    assert list(table.index) == ["gaussian σ=0.25, mnist5k", "gaussian σ=0.5, mnist5k"]
+    expected = summary(pd.read_csv(a), [0, 0.25, 0.5])
+    assert table.iloc[0]["r=0.25"] == pytest.approx(expected["r=0.25"])
+    assert table.iloc[0]["ACR"] == pytest.approx(expected["ACR"])
+    assert "| run |" in (out / "certified_accuracy.md").read_text()

@@ -1,0 +1,72 @@
+"""Cohen et al.'s Gaussian certificate against the closed-form truth of a halfspace classifier."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from scipy.stats import norm
+
+from halfspace import Halfspace, point_at_distance
+from rsbench.certify.certificates import gaussian_l2_radius
+from rsbench.certify.sampling import class_counts
+from rsbench.certify.smoothing import ABSTAIN
+from rsbench.errors import RsbenchError
+from rsbench.methods import make_method
+
+SHAPE = (1, 8, 8)
+
+
+def _halfspace(seed: int = 1) -> Halfspace:
+    g = torch.Generator().manual_seed(seed)
+    return Halfspace(torch.randn(SHAPE, generator=g), b=0.3)
+
+
+@pytest.mark.parametrize("sigma", [0.12, 0.25, 0.5, 1.0])
+@pytest.mark.parametrize("distance", [0.01, 0.1, 0.3, 0.9])
+def test_exact_probability_gives_exact_distance(sigma: float, distance: float) -> None:
+    h = _halfspace()
+    x = point_at_distance(h, SHAPE, distance)
+    assert h.distance(x) == pytest.approx(distance, rel=1e-5)
+    assert gaussian_l2_radius(h.gaussian_p1(x, sigma), sigma) == pytest.approx(distance, rel=1e-4)
+
+
+def test_radius_formula_and_abstain_region() -> None:
+    assert gaussian_l2_radius(norm.cdf(2.0), 0.5) == pytest.approx(1.0)
+    assert gaussian_l2_radius(0.5, 0.5) == 0.0
+    assert gaussian_l2_radius(0.3, 0.5) == 0.0
+    with pytest.raises(RsbenchError, match="sigma"):
+        gaussian_l2_radius(0.9, 0.0)
+
+
+@pytest.mark.parametrize("sigma", [0.25, 0.5])
+def test_monte_carlo_certificate_never_exceeds_truth(sigma: float) -> None:
+    h = _halfspace()
+    method = make_method({"name": "gaussian", "sigma": sigma})
+    n, alpha = 20_000, 0.001
+    for k, distance in enumerate([0.02, 0.1, 0.25, 0.5, 0.8]):
+        x = point_at_distance(h, SHAPE, distance, seed=k)
+
+        def counts(num, phase, x=x, k=k):
+            return class_counts(h, method.noise, x, num, 2, 4096, seed=0, key=(k, phase))
+
+        row = method.certify(counts, n0=100, n=n, alpha=alpha)
+        assert row["sound"] is True and row["norm"] == "l2"
+        assert row["radius"] <= distance + 1e-12, (distance, row)
+        p1 = h.gaussian_p1(x, sigma)
+        # ... and the bound is informative: p_lower is within 6 standard errors of the true p.
+        slack = p1 - 6 * (p1 * (1 - p1) / n) ** 0.5
+        if slack > 0.6:
+            assert row["predict"] == 1
+            assert row["radius"] >= sigma * norm.ppf(slack), (distance, row)
+        # the estimate itself: the count of the selected class is binomial(n, p1) or binomial(n, 1 - p1)
+        freq = row["count"] / n
+        assert min(abs(freq - p1), abs(freq - (1 - p1))) < 5 * (p1 * (1 - p1) / n) ** 0.5 + 1e-9
+
+
+def test_point_on_hyperplane_abstains() -> None:
+    h = _halfspace()
+    method = make_method({"name": "gaussian", "sigma": 0.5})
+    x = point_at_distance(h, SHAPE, 0.0)
+    row = method.certify(lambda num, phase: class_counts(h, method.noise, x, num, 2, 1000, 0, (0, phase)),
+                         n0=100, n=2000, alpha=0.001)
+    assert row["predict"] == ABSTAIN and row["radius"] == 0.0

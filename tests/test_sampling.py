@@ -1,0 +1,51 @@
+"""The Monte Carlo estimator: correct class frequencies, and seeding that ignores batching."""
+
+from __future__ import annotations
+
+import torch
+
+from halfspace import Halfspace, point_at_distance
+from rsbench.certify.sampling import class_counts
+from rsbench.noise import GaussianNoise
+
+SHAPE = (1, 6, 6)
+
+
+def _setup():
+    h = Halfspace(torch.randn(SHAPE, generator=torch.Generator().manual_seed(3)), b=-0.2)
+    return h, point_at_distance(h, SHAPE, 0.2, seed=5)
+
+
+def test_counts_do_not_depend_on_batch_size() -> None:
+    h, x = _setup()
+    noise = GaussianNoise(0.5)
+    ref = class_counts(h, noise, x, 1234, 2, 1000, seed=7, key=(3, 1))
+    for batch in (1, 37, 100, 250, 5000):
+        assert torch.equal(class_counts(h, noise, x, 1234, 2, batch, seed=7, key=(3, 1)), ref)
+    assert int(ref.sum()) == 1234
+
+
+def test_counts_depend_on_seed_and_key() -> None:
+    h, x = _setup()
+    noise = GaussianNoise(0.5)
+    a = class_counts(h, noise, x, 5000, 2, 1000, seed=7, key=(3, 1))
+    assert not torch.equal(a, class_counts(h, noise, x, 5000, 2, 1000, seed=8, key=(3, 1)))
+    assert not torch.equal(a, class_counts(h, noise, x, 5000, 2, 1000, seed=7, key=(4, 1)))
+
+
+def test_class_frequency_matches_exact_probability() -> None:
+    h, x = _setup()
+    for sigma in (0.1, 0.4, 1.0):
+        n = 40_000
+        p = h.gaussian_p1(x, sigma)
+        c = class_counts(h, GaussianNoise(sigma), x, n, 2, 4000, seed=1, key=(0, 0))
+        assert abs(int(c[1]) / n - p) < 4.5 * (p * (1 - p) / n) ** 0.5
+
+
+def test_noise_moments() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.full((3, 4, 4), 0.5)
+    s = GaussianNoise(0.3).sample(x, 20_000, g)
+    assert s.shape == (20_000, 3, 4, 4)
+    eps = (s - x).flatten()
+    assert abs(float(eps.mean())) < 0.003 and abs(float(eps.std()) - 0.3) < 0.003
