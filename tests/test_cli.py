@@ -125,3 +125,14 @@ def test_plot(tmp_path, tiny_model) -> None:
     assert table.iloc[0]["r=0.25"] == pytest.approx(expected["r=0.25"])
     assert table.iloc[0]["ACR"] == pytest.approx(expected["ACR"])
     assert "| run |" in (out / "certified_accuracy.md").read_text()
+
+
+def test_training_is_reproducible(tmp_path, tiny_model) -> None:
+    import torch
+
+    from rsbench.models.checkpoint import read_checkpoint
+    run_cli(["train", *TINY_TRAIN, f"hydra.run.dir={tmp_path / 'again'}"], tmp_path)
+    a, meta_a = read_checkpoint(tiny_model)
+    b, meta_b = read_checkpoint(tmp_path / "again" / "model.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert meta_a["clean_acc"] == meta_b["clean_acc"]

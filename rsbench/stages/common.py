@@ -8,6 +8,7 @@ import logging
 import shutil
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def _run_name(override_dirname: str) -> str:
-    return override_dirname or "default"
+    """A run dir name from the command's overrides: one path component, never a way out of outputs_dir."""
+    name = override_dirname.replace("/", "_").replace("\\", "_") or "default"
+    return "_" + name if name.startswith(".") else name
 
 
 if not OmegaConf.has_resolver("run_name"):
@@ -110,6 +113,7 @@ def train_and_save(cfg: DictConfig, arch: str, params: dict[str, Any], sigma: fl
     tc = TrainConfig.from_cfg(plain(cfg.train))
     train_ds, spec = dataset_split(cfg, "train")
     test_ds, _ = dataset_split(cfg, "test")
+    torch.manual_seed(int(cfg.seed))  # the seed fixes the initial weights too
     model = build_model(arch, spec, params)
     metrics = train_model(model, train_ds, test_ds, tc, sigma, int(cfg.seed), device,
                           str(log_path) if log_path else None)
@@ -160,12 +164,62 @@ def select_indices(total: int, skip: int, max_index: int) -> list[int]:
     return list(range(0, stop, skip))
 
 
-def point_counts(model: torch.nn.Module, noise: Any, num_classes: int, batch: int, seed: int,
-                 x: torch.Tensor, idx: int) -> Callable[[int, int], torch.Tensor]:
-    """The (num_samples, phase) -> class counts function for test point ``idx`` (seeded per point)."""
-    from rsbench.certify.sampling import class_counts
+MODEL_FINGERPRINT_KEYS = ("arch", "params", "checkpoint", "weights_file", "train_noise_sigma", "clean_acc")
 
-    return lambda num, phase: class_counts(model, noise, x, num, num_classes, batch, seed, (idx, phase))
+
+@dataclass
+class PointRun:
+    """A validated per-test-point stage (certify, predict): method, data, model and results file."""
+
+    method: Any
+    device: torch.device
+    test_ds: Any
+    spec: DatasetSpec
+    indices: list[int]
+    model: NormalizedModel
+    meta: dict[str, Any]
+    csv_path: Path
+    batch: int
+    seed: int
+
+    def counts(self, x: torch.Tensor, idx: int) -> Callable[[int, int], torch.Tensor]:
+        """The (num_samples, phase) -> class counts function for test point ``idx`` (seeded per point)."""
+        from rsbench.certify.sampling import class_counts
+
+        return lambda num, phase: class_counts(self.model, self.method.noise, x, num, self.spec.num_classes,
+                                               self.batch, self.seed, (idx, phase))
+
+    def run(self, columns: tuple[str, ...], evaluate: Callable[[torch.Tensor, int], dict[str, Any]]) -> None:
+        run_points(self.csv_path, columns, self.indices, self.test_ds, self.spec, self.device,
+                   f"{self.csv_path.stem} {self.method.label()}", evaluate)
+
+
+def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str, Any]) -> PointRun:
+    """Validate ``cfg.<stage>``, build method, data and model, and open ``<stage>.csv`` for resuming.
+
+    ``settings`` (already validated Monte Carlo settings, e.g. n0, n, alpha) join the method, dataset,
+    model and seed in the fingerprint that a resumed run dir must match.
+    """
+    from rsbench.methods import make_method
+    from rsbench.results import check_fingerprint
+
+    section = cfg[stage]
+    batch = check_count(f"{stage}.batch", section.batch)
+    method = make_method(plain(cfg.method))
+    device = select_device(cfg.device)
+    test_ds, spec = dataset_split(cfg, "test")
+    indices = select_indices(len(test_ds), section.skip, section.max)
+    if spec.stand_in:
+        log.warning("dataset %s is synthetic stand-in data: this is a smoke run, not a result", spec.name)
+    model, meta = resolve_model(cfg, spec, method.train_sigma, device)
+    csv_path = out / f"{stage}.csv"
+    if section.overwrite and csv_path.exists():
+        csv_path.unlink()
+    check_fingerprint(out / f"{stage}.fingerprint.json",
+                      {"dataset": plain(cfg.dataset), "model": {k: meta.get(k) for k in MODEL_FINGERPRINT_KEYS},
+                       "method": plain(cfg.method), **settings, "seed": int(cfg.seed)},
+                      bool(section.overwrite))
+    return PointRun(method, device, test_ds, spec, indices, model, meta, csv_path, batch, int(cfg.seed))
 
 
 def run_points(csv_path: Path, columns: tuple[str, ...], indices: list[int], test_ds: Any,
