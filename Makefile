@@ -21,7 +21,7 @@ demo: install                 ## train (once) and certify the default model on t
 	$(BIN)/rsbench certify
 
 lint: install
-	$(BIN)/ruff check rsbench tests scripts
+	$(BIN)/ruff check rsbench tests $(wildcard scripts/*.py)
 
 test: install lint            ## the default test suite (what CI runs)
 	$(BIN)/python -m pytest -q
