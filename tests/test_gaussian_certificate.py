@@ -8,7 +8,7 @@ from scipy.stats import norm
 
 from halfspace import Halfspace, point_at_distance
 from rsbench.certify.certificates import gaussian_l2_radius
-from rsbench.certify.sampling import class_counts
+from rsbench.certify.sampling import PointSampler
 from rsbench.certify.smoothing import ABSTAIN
 from rsbench.errors import RsbenchError
 from rsbench.methods import make_method
@@ -46,10 +46,7 @@ def test_monte_carlo_certificate_never_exceeds_truth(sigma: float) -> None:
     for k, distance in enumerate([0.02, 0.1, 0.25, 0.5, 0.8]):
         x = point_at_distance(h, SHAPE, distance, seed=k)
 
-        def counts(num, phase, x=x, k=k):
-            return class_counts(h, method.noise, x, num, 2, 4096, seed=0, key=(k, phase))
-
-        row = method.certify(counts, n0=100, n=n, alpha=alpha)
+        row = method.certify(PointSampler(h, method.noise, x, k, 2, 4096, seed=0), n0=100, n=n, alpha=alpha)
         assert row["sound"] is True and row["norm"] == "l2"
         assert row["radius"] <= distance + 1e-12, (distance, row)
         p1 = h.gaussian_p1(x, sigma)
@@ -67,6 +64,5 @@ def test_point_on_hyperplane_abstains() -> None:
     h = _halfspace()
     method = make_method({"name": "gaussian", "sigma": 0.5})
     x = point_at_distance(h, SHAPE, 0.0)
-    row = method.certify(lambda num, phase: class_counts(h, method.noise, x, num, 2, 1000, 0, (0, phase)),
-                         n0=100, n=2000, alpha=0.001)
+    row = method.certify(PointSampler(h, method.noise, x, 0, 2, 1000, 0), n0=100, n=2000, alpha=0.001)
     assert row["predict"] == ABSTAIN and row["radius"] == 0.0

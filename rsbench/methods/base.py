@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol
 
-from rsbench.certify.smoothing import CountsFn
+from rsbench.certify.sampling import PointSampler
 from rsbench.errors import RsbenchError
 from rsbench.noise.base import Noise
 from rsbench.registry import Registry
@@ -29,9 +29,9 @@ class Method(Protocol):
 
     def label(self) -> str: ...
 
-    def certify(self, counts: CountsFn, n0: int, n: int, alpha: float) -> dict[str, Any]: ...
+    def certify(self, sampler: PointSampler, n0: int, n: int, alpha: float) -> dict[str, Any]: ...
 
-    def predict(self, counts: CountsFn, n: int, alpha: float) -> dict[str, Any]: ...
+    def predict(self, sampler: PointSampler, n: int, alpha: float) -> dict[str, Any]: ...
 
 
 METHODS: Registry[type] = Registry("method")

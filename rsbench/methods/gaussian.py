@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from rsbench.certify.certificates import gaussian_l2_radius
-from rsbench.certify.smoothing import ABSTAIN, CountsFn, cohen_certify, cohen_predict
+from rsbench.certify.sampling import PointSampler
+from rsbench.certify.smoothing import ABSTAIN, cohen_certify, cohen_predict
 from rsbench.errors import check_positive
 from rsbench.methods.base import METHODS
 from rsbench.noise.gaussian import GaussianNoise
@@ -33,8 +34,8 @@ class GaussianSmoothing:
     def label(self) -> str:
         return f"gaussian σ={self.sigma:g}"
 
-    def certify(self, counts: CountsFn, n0: int, n: int, alpha: float) -> dict[str, Any]:
-        est = cohen_certify(counts, n0, n, alpha)
+    def certify(self, sampler: PointSampler, n0: int, n: int, alpha: float) -> dict[str, Any]:
+        est = cohen_certify(sampler.hard, n0, n, alpha)
         certified = est.p_lower > 0.5
         return {
             "predict": est.top if certified else ABSTAIN,
@@ -44,7 +45,7 @@ class GaussianSmoothing:
             "count": est.count, "p_lower": est.p_lower,
         }
 
-    def predict(self, counts: CountsFn, n: int, alpha: float) -> dict[str, Any]:
-        res = cohen_predict(counts, n, alpha)
+    def predict(self, sampler: PointSampler, n: int, alpha: float) -> dict[str, Any]:
+        res = cohen_predict(sampler.hard, n, alpha)
         return {"predict": res.prediction, "method": self.name, "sigma": self.sigma, "n": n, "alpha": alpha,
                 "count_a": res.count_a, "count_b": res.count_b, "pvalue": res.pvalue}

@@ -25,7 +25,7 @@ def certify(cfg: DictConfig, out: Path) -> None:
     run = prepare_point_run(cfg, "certify", out, {"n0": n0, "n": n, "alpha": alpha})
     method = run.method
     columns = BASE_COLUMNS + tuple(col for col in method.columns if col not in BASE_COLUMNS)
-    run.run(columns, lambda x, i: method.certify(run.counts(x, i), n0, n, alpha))
+    run.run(columns, lambda x, i: method.certify(run.sampler(x, i), n0, n, alpha))
 
     df = pd.read_csv(run.csv_path)
     if "sound" in df and not df["sound"].astype(bool).all():

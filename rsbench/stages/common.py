@@ -182,12 +182,11 @@ class PointRun:
     batch: int
     seed: int
 
-    def counts(self, x: torch.Tensor, idx: int) -> Callable[[int, int], torch.Tensor]:
-        """The (num_samples, phase) -> class counts function for test point ``idx`` (seeded per point)."""
-        from rsbench.certify.sampling import class_counts
+    def sampler(self, x: torch.Tensor, idx: int) -> Any:
+        """Monte Carlo access to test point ``idx`` under the method's noise (seeded per point)."""
+        from rsbench.certify.sampling import PointSampler
 
-        return lambda num, phase: class_counts(self.model, self.method.noise, x, num, self.spec.num_classes,
-                                               self.batch, self.seed, (idx, phase))
+        return PointSampler(self.model, self.method.noise, x, idx, self.spec.num_classes, self.batch, self.seed)
 
     def run(self, columns: tuple[str, ...], evaluate: Callable[[torch.Tensor, int], dict[str, Any]]) -> None:
         run_points(self.csv_path, columns, self.indices, self.test_ds, self.spec, self.device,

@@ -19,7 +19,7 @@ def predict(cfg: DictConfig, out: Path) -> None:
     n = check_count("predict.n", cfg.predict.n)
     alpha = check_probability("predict.alpha", cfg.predict.alpha)
     run = prepare_point_run(cfg, "predict", out, {"n": n, "alpha": alpha})
-    run.run(COLUMNS, lambda x, i: run.method.predict(run.counts(x, i), n, alpha))
+    run.run(COLUMNS, lambda x, i: run.method.predict(run.sampler(x, i), n, alpha))
     df = pd.read_csv(run.csv_path)
     print(f"\n{run.csv_path}: {len(df)} points, accuracy {df['correct'].mean():.3f}, "
           f"abstain {(df['predict'] < 0).mean():.3f}, {df['time_s'].mean():.3f} s/point")
