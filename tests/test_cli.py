@@ -136,3 +136,17 @@ def test_training_is_reproducible(tmp_path, tiny_model) -> None:
     b, meta_b = read_checkpoint(tmp_path / "again" / "model.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert meta_a["clean_acc"] == meta_b["clean_acc"]
+
+
+def test_mog_k1_equals_gaussian_and_main_command(tmp_path, tiny_model) -> None:
+    """`rsbench certify method=mog K=...`: K = 1 gives Cohen's rows; K = 10 writes CSV + figure."""
+    common = ["method.sigma_max=0.25"]
+    gauss = _certify(tmp_path / "g", model=tiny_model)
+    for cert in ("paper", "componentwise"):
+        mog = _certify(tmp_path / cert, "method=mog", "K=1", *common, f"method.certificate={cert}", model=tiny_model)
+        cols = ["idx", "label", "predict", "radius", "correct", "p_lower"]
+        pd.testing.assert_frame_equal(pd.read_csv(mog)[cols], pd.read_csv(gauss)[cols])
+    k10 = _certify(tmp_path / "k10", "method=mog", "K=10", *common, model=tiny_model)
+    df = pd.read_csv(k10)
+    assert (df["K"] == 10).all() and not df["sound"].any() and (df["semantics"] == "mixture").all()
+    assert (k10.parent / "certified_accuracy.png").exists() and (k10.parent / "certified_accuracy.pdf").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from scipy.stats import beta, binomtest
 
 from rsbench.errors import check_count, check_probability, require
@@ -39,3 +41,24 @@ def top_two_pvalue(n_a: int, n_b: int) -> float:
 def max_certifiable_p(n: int, alpha: float) -> float:
     """The largest Clopper-Pearson lower bound n samples can give (all n successes): alpha^(1/n)."""
     return clopper_pearson_lower(n, n, alpha)
+
+
+def hoeffding_radius(n: int, alpha: float) -> float:
+    """Hoeffding half-width for the mean of n i.i.d. values in [0, 1]: sqrt(log(1/alpha) / (2n)).
+
+    P(mean - mu >= t) <= exp(-2 n t^2), so mean - t is a one-sided (1 - alpha) lower bound on mu
+    (and mean + t an upper bound). Used for soft smoothing, where each draw contributes a softmax score.
+    """
+    check_count("n", n)
+    check_probability("alpha", alpha)
+    return math.sqrt(math.log(1.0 / alpha) / (2.0 * n))
+
+
+def hoeffding_lower(mean: float, n: int, alpha: float) -> float:
+    """One-sided (1 - alpha) lower bound on E[X] for X in [0, 1] from the mean of n draws, clipped to [0, 1]."""
+    return min(1.0, max(0.0, mean - hoeffding_radius(n, alpha)))
+
+
+def hoeffding_upper(mean: float, n: int, alpha: float) -> float:
+    """One-sided (1 - alpha) upper bound on E[X] for X in [0, 1] from the mean of n draws, clipped to [0, 1]."""
+    return min(1.0, max(0.0, mean + hoeffding_radius(n, alpha)))

@@ -1,22 +1,95 @@
-"""Certificates: pure functions from estimated probabilities to a certified radius."""
+"""Certificates: pure functions from estimated probabilities to a certified l2 radius."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
+import numpy as np
 from scipy.stats import norm
 
 from rsbench.errors import check_positive, require
 
 
-def gaussian_l2_radius(p_lower: float, sigma: float) -> float:
-    """Cohen et al. (2019), Theorem 1 with p_B = 1 - p_A: R = sigma * Phi^-1(p_A_lower).
+def _check_p(name: str, p: float) -> None:
+    require(0.0 <= p <= 1.0 and not math.isnan(p), f"{name}={p} is not a probability")
 
-    Valid in l2 for noise N(0, sigma^2 I) when p_A_lower is a lower bound on the probability of the
-    top class. Returns 0 when p_A_lower <= 1/2 (the caller abstains there).
+
+def gaussian_l2_radius(p_lower: float, sigma: float, p_runner_upper: float | None = None) -> float:
+    """R = sigma / 2 * (Phi^-1(p_A_lower) - Phi^-1(p_B_upper)), and 0 when that is not positive.
+
+    Cohen et al. (2019), Theorem 1; with p_B = 1 - p_A (the default, hard smoothing) it is
+    sigma * Phi^-1(p_A_lower). For soft smoothing (expected scores in [0, 1]) the same form holds
+    because Phi^-1 of each smoothed score is 1/sigma-Lipschitz (Salman et al. 2019, Lemma 2).
+    Valid in l2 for noise N(0, sigma^2 I) when p_A_lower bounds the top class from below and
+    p_B_upper bounds every other class from above.
     """
     check_positive("sigma", sigma)
-    require(0.0 <= p_lower <= 1.0 and not math.isnan(p_lower), f"p_lower={p_lower} is not a probability")
-    if p_lower <= 0.5:
+    _check_p("p_lower", p_lower)
+    p_b = 1.0 - p_lower if p_runner_upper is None else p_runner_upper
+    _check_p("p_runner_upper", p_b)
+    if p_lower <= p_b:
         return 0.0
-    return float(sigma * norm.ppf(p_lower))
+    return float(sigma / 2.0 * (norm.ppf(p_lower) - norm.ppf(p_b)))
+
+
+def mog_paper_radius(p_lower: float, sigmas: Sequence[float], p_runner_upper: float | None = None) -> float:
+    """The MoG paper's Theorem 2: R = max_k sigma_k / 2 * (Phi^-1(p_A) - Phi^-1(p_B)).
+
+    Sound for the paper's K-fold *convolution* (noise N(0, sum_k sigma_k^2 I)), where it is loose.
+    NOT sound when each sample picks one component (a mixture): see DESIGN.md's halfspace example.
+    """
+    return gaussian_l2_radius(p_lower, max(sigmas), p_runner_upper)
+
+
+def mog_sum_radius(p_lower: float, sigmas: Sequence[float], p_runner_upper: float | None = None) -> float:
+    """Exact certificate for eps = eps_1 + ... + eps_K, eps_k ~ N(0, sigma_k^2 I): that is N(0, s^2 I) with
+    s = sqrt(sum_k sigma_k^2), so Cohen's radius with sigma = s (tight for a halfspace)."""
+    return gaussian_l2_radius(p_lower, math.sqrt(sum(s * s for s in sigmas)), p_runner_upper)
+
+
+def mixture_margin(radius: float, top_lower: np.ndarray, others_upper: np.ndarray, weights: np.ndarray,
+                   sigmas: np.ndarray) -> float:
+    """Worst-case margin of the mixture-smoothed classifier after an l2 shift of norm ``radius``.
+
+    For component k the top class keeps probability >= Phi(Phi^-1(a_k) - R / sigma_k) and any other
+    class c gets at most Phi(Phi^-1(b_kc) + R / sigma_k) (each Phi^-1(g_k) is 1/sigma_k-Lipschitz), so
+    the mixture margin is at least
+    sum_k w_k Phi(Phi^-1(a_k) - R/sigma_k) - max_c sum_k w_k Phi(Phi^-1(b_kc) + R/sigma_k).
+    """
+    top = float(np.sum(weights * norm.cdf(norm.ppf(top_lower) - radius / sigmas)))
+    others = (weights[:, None] * norm.cdf(norm.ppf(others_upper) + radius / sigmas[:, None])).sum(axis=0)
+    return top - float(np.max(others))
+
+
+def mixture_componentwise_radius(top_lower: Sequence[float], others_upper: Sequence[Sequence[float]] | None,
+                                 weights: Sequence[float], sigmas: Sequence[float], tol: float = 1e-9) -> float:
+    """Sound l2 radius for a mixture of Gaussians N(0, sigma_k^2 I) with weights w_k (one component per draw).
+
+    ``top_lower[k]`` lower-bounds the top class's probability (or expected score) under component k;
+    ``others_upper[k][c]`` upper-bounds each other class c under component k (hard smoothing: ``None``,
+    meaning 1 - top_lower[k], where the condition becomes sum_k w_k Phi(Phi^-1(a_k) - R/sigma_k) > 1/2).
+    Returns the largest R with a positive :func:`mixture_margin` (bisection to ``tol``), 0 if none.
+    With K = 1 it equals Cohen's radius sigma / 2 (Phi^-1(a) - Phi^-1(b)).
+    """
+    a = np.asarray(top_lower, dtype=float)
+    w = np.asarray(weights, dtype=float)
+    s = np.asarray(sigmas, dtype=float)
+    require(a.ndim == 1 and a.shape == w.shape == s.shape, "top_lower, weights and sigmas need one entry per component")
+    require(bool(np.all((a >= 0) & (a <= 1))), f"top_lower {a} is not a vector of probabilities")
+    require(bool(np.all(s > 0)) and abs(w.sum() - 1) < 1e-9 and bool(np.all(w >= 0)),
+            "sigmas must be > 0 and weights a probability vector")
+    b = (1.0 - a)[:, None] if others_upper is None else np.asarray(others_upper, dtype=float).reshape(len(a), -1)
+    if len(a) == 1:  # closed form (Cohen et al.), so K = 1 reproduces standard RS exactly
+        return gaussian_l2_radius(float(a[0]), float(s[0]), float(b[0].max()))
+    if mixture_margin(0.0, a, b, w, s) <= 0:
+        return 0.0
+    lo, hi = 0.0, float(s.max())
+    while mixture_margin(hi, a, b, w, s) > 0:  # bracket: the margin tends to -1 as R grows
+        lo, hi = hi, 2.0 * hi
+        if hi > 1e6:
+            return math.inf  # only when some a_k = 1 exactly (never from a finite-sample bound)
+    while hi - lo > tol * max(1.0, hi):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if mixture_margin(mid, a, b, w, s) > 0 else (lo, mid)
+    return lo

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from rsbench.analysis.curves import format_table, summary_table
 from rsbench.certify.bounds import max_certifiable_p
 from rsbench.errors import check_count, check_probability
+from rsbench.plot.certified_accuracy import plot_certified_accuracy
 from rsbench.stages.common import CONF_DIR, log, prepare_point_run, run_stage
 
 BASE_COLUMNS = ("idx", "label", "predict", "radius", "correct", "time_s")
@@ -24,14 +25,18 @@ def certify(cfg: DictConfig, out: Path) -> None:
         log.warning("certify.n=%d is too small for alpha=%g: no point can be certified (all abstain)", n, alpha)
     run = prepare_point_run(cfg, "certify", out, {"n0": n0, "n": n, "alpha": alpha})
     method = run.method
+    if getattr(method, "warning", None):
+        log.warning(method.warning)
     columns = BASE_COLUMNS + tuple(col for col in method.columns if col not in BASE_COLUMNS)
     run.run(columns, lambda x, i: method.certify(run.sampler(x, i), n0, n, alpha))
 
     df = pd.read_csv(run.csv_path)
     if "sound" in df and not df["sound"].astype(bool).all():
         log.warning("some radii in %s are NOT sound (sound=False): see the certificate column", run.csv_path)
+    figure = plot_certified_accuracy({method.label(): df}, out / "certified_accuracy", title=run.spec.name)
     print(f"\n{run.csv_path}  ({run.spec.name}, {run.meta['arch']}, n0={n0}, n={n}, alpha={alpha})")
     print(format_table(summary_table({method.label(): df}, list(cfg.radii))))
+    print(f"figure: {figure[0]}")
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="certify")
