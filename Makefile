@@ -7,7 +7,7 @@ TORCH   ?= torch==2.14.1 torchvision==0.29.1
 # Real datasets (MNIST, CIFAR-10 sample) for the reproductions; the demo and tests need none.
 export RSBENCH_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install demo test test-slow lint figures reproduce-engine bench clean
+.PHONY: install demo test test-slow lint figures reproduce-engine mnist-models mog-figures bench clean
 
 install: $(VENV)/.installed
 
@@ -17,8 +17,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[test]"
 	touch $@
 
-demo: install                 ## train (once) and certify the default model on the embedded MNIST subset
-	$(BIN)/rsbench certify
+demo: install                 ## the main command: MoG RS on the embedded MNIST subset (trains a model once)
+	$(BIN)/rsbench certify method=mog K=10
 
 lint: install
 	$(BIN)/ruff check rsbench tests $(wildcard scripts/*.py)
@@ -36,7 +36,36 @@ reproduce-engine: install     ## docs/REPRODUCTION.md, engine section: CNN on fu
 	$(BIN)/rsbench plot runs=[outputs/reproduce/engine_mnist] hydra.run.dir=outputs/reproduce/engine_mnist/plot \
 		"title='Gaussian RS, MNIST CNN, sigma=0.25 (quick scale)'"
 
-figures: reproduce-engine     ## every paper figure that is implemented so far
+# Figures: SCALE=quick (default; minutes here) or SCALE=paper (the papers' N = 100,000 on every test point).
+SCALE   ?= quick
+ifeq ($(SCALE),paper)
+CERT_SCALE := scale=paper
+else
+CERT_SCALE := certify.n=2000 certify.skip=50
+endif
+FIG     := outputs/figures/$(SCALE)
+RS      := $(BIN)/rsbench
+
+mnist-models: install         ## small CNNs on full MNIST trained at sigma 0.5 and 1.0 (MoG figures)
+	$(RS) train experiment=cohen_mnist sigma=0.5
+	$(RS) train experiment=cohen_mnist sigma=1.0
+
+mog-figures: mnist-models     ## MoG paper Fig. 1 and Fig. 2 on MNIST (paper and sound certificates)
+	$(RS) certify -m experiment=mog_mnist $(CERT_SCALE) K=1,2,5,10 method.sigma_min=0.25 method.sigma_max=0.5 \
+		method.certificate=paper,componentwise model.checkpoint=outputs/train/experiment-cohen_mnist__sigma-0.5/model.pt \
+		hydra.sweep.dir=$(FIG)/mog/fig1_left
+	$(RS) certify -m experiment=mog_mnist $(CERT_SCALE) K=1,2,5,10 method.sigma_min=0.5 method.sigma_max=1.0 \
+		method.certificate=paper,componentwise model.checkpoint=outputs/train/experiment-cohen_mnist__sigma-1.0/model.pt \
+		hydra.sweep.dir=$(FIG)/mog/fig1_right
+	$(RS) certify -m experiment=mog_mnist $(CERT_SCALE) K=10 method.sigma_min=0.12,0.25,0.5,0.75 method.sigma_max=1.0 \
+		method.certificate=paper,componentwise model.checkpoint=outputs/train/experiment-cohen_mnist__sigma-1.0/model.pt \
+		hydra.sweep.dir=$(FIG)/mog/fig2
+	$(RS) plot figure=mog_fig1 runs=[$(FIG)/mog/fig1_left,$(FIG)/mog/fig1_right] hydra.run.dir=$(FIG)/mog \
+		"title='MoG RS on MNIST (CNN trained at sigma_max; $(SCALE) scale)'"
+	$(RS) plot figure=mog_fig2 runs=[$(FIG)/mog/fig2] hydra.run.dir=$(FIG)/mog \
+		"title='MoG RS on MNIST, K = 10, sigma_max = 1 ($(SCALE) scale)'"
+
+figures: reproduce-engine mog-figures   ## every paper figure that is implemented so far
 
 bench: install
 	@echo "no benchmark yet (issue: certification at the speed of the base model)"; exit 1

@@ -168,6 +168,7 @@ def test_k1_rows_equal_gaussian_rows() -> None:
             a = gauss.certify(PointSampler(h, gauss.noise, x, k, 2, 500, seed=4), 100, 3000, 0.001)
             b = mog.certify(PointSampler(h, mog.noise, x, k, 2, 500, seed=4), 100, 3000, 0.001)
             assert (a["predict"], a["radius"], a["p_lower"]) == (b["predict"], b["radius"], b["p_lower"])
+            assert b["sound"] is True  # at K = 1 the paper's radius is Cohen's
 
 
 @pytest.mark.parametrize("bad,pattern", [

@@ -61,7 +61,8 @@ class MixtureOfGaussiansSmoothing:
             self.weights = tuple(float(w) / total for w in weights)
         self.temperature = check_positive("temperature", temperature) if smoothing == "soft" else None
         self.stratified = bool(stratified) or self.certificate == "componentwise"
-        self.sound = not (self.certificate == "paper" and self.semantics == "mixture")
+        # Theorem 2 under a true mixture is unsound for K > 1; at K = 1 it is Cohen's certificate.
+        self.sound = not (self.certificate == "paper" and self.semantics == "mixture" and self.K > 1)
         self.warning = None if self.sound else UNSOUND_WARNING
         self.mixture = GaussianMixtureNoise(self.sigmas, self.weights)
         self._noise = self.mixture if self.semantics == "mixture" else sum_of_gaussians(self.sigmas)

@@ -1,8 +1,11 @@
-"""Certified accuracy vs radius, one curve per run (Cohen et al.'s Figure style)."""
+"""Certified accuracy vs radius: one panel per group of runs, one curve per run, saved as PNG and PDF."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -14,22 +17,32 @@ import pandas as pd  # noqa: E402
 from rsbench.analysis.curves import certified_accuracy  # noqa: E402
 
 
-def plot_certified_accuracy(runs: dict[str, pd.DataFrame], out_stem: str | Path, title: str | None = None,
-                            max_radius: float | None = None, points: int = 400) -> list[Path]:
-    """Draw certified accuracy over a radius grid for each run; save ``out_stem``.png and .pdf."""
-    top = max_radius or max([float(df["radius"].max()) for df in runs.values() if len(df)] + [0.5]) * 1.05
+@dataclass
+class Curve:
+    df: pd.DataFrame
+    style: dict[str, Any] = field(default_factory=dict)  # matplotlib line keywords (color, linestyle, ...)
+
+
+def plot_panels(panels: Mapping[str, Mapping[str, Curve]], out_stem: str | Path, title: str | None = None,
+                max_radius: float | None = None, points: int = 400) -> list[Path]:
+    """Draw each panel's curves (certified accuracy over a radius grid); save ``out_stem``.png and .pdf."""
+    frames = [c.df for curves in panels.values() for c in curves.values() if len(c.df)]
+    top = max_radius or max([float(df["radius"].max()) for df in frames] + [0.5]) * 1.05
     grid = np.linspace(0.0, top, points)
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for label, df in runs.items():
-        ax.plot(grid, certified_accuracy(df, grid), label=label, lw=1.8)
-    ax.set_xlabel("radius")
-    ax.set_ylabel("certified accuracy")
-    ax.set_xlim(0, top)
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.9), squeeze=False, sharey=True)
+    for ax, (panel_title, curves) in zip(axes[0], panels.items(), strict=True):
+        for label, curve in curves.items():
+            ax.plot(grid, certified_accuracy(curve.df, grid), label=label, **{"lw": 1.6, **curve.style})
+        ax.set_xlabel("radius (l2)")
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        if panel_title:
+            ax.set_title(panel_title, fontsize=10)
+    axes[0][0].set_ylabel("certified accuracy")
     if title:
-        ax.set_title(title)
+        fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     out_stem = Path(out_stem)
     out_stem.parent.mkdir(parents=True, exist_ok=True)
@@ -38,3 +51,9 @@ def plot_certified_accuracy(runs: dict[str, pd.DataFrame], out_stem: str | Path,
         fig.savefig(p, dpi=150)
     plt.close(fig)
     return paths
+
+
+def plot_certified_accuracy(runs: Mapping[str, pd.DataFrame], out_stem: str | Path, title: str | None = None,
+                            max_radius: float | None = None) -> list[Path]:
+    """One panel, one curve per run (Cohen et al.'s figure style)."""
+    return plot_panels({"": {label: Curve(df) for label, df in runs.items()}}, out_stem, title, max_radius)

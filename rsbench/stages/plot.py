@@ -11,17 +11,22 @@ from omegaconf import DictConfig, OmegaConf
 from rsbench.analysis.curves import format_table, summary_table, to_markdown
 from rsbench.errors import RsbenchError, require
 from rsbench.methods import make_method
-from rsbench.plot.certified_accuracy import plot_certified_accuracy
+from rsbench.plot.figures import FIGURES
 from rsbench.stages.common import CONF_DIR, plain, run_stage
 
 REQUIRED = ("idx", "label", "predict", "radius", "correct")
 
 
-def _csv_of(run: str) -> Path:
+def _csvs_of(run: str) -> list[Path]:
+    """A certify.csv, a run dir holding one, or a sweep dir whose run dirs hold one each."""
     p = Path(run)
-    p = p / "certify.csv" if p.is_dir() else p
-    require(p.is_file(), f"plot input {run} is neither a certify.csv nor a run dir holding one")
-    return p
+    if p.is_file():
+        return [p]
+    if (p / "certify.csv").is_file():
+        return [p / "certify.csv"]
+    found = sorted(p.glob("*/certify.csv")) if p.is_dir() else []
+    require(len(found) > 0, f"plot input {run} is neither a certify.csv nor a (sweep) dir holding one")
+    return found
 
 
 def _label(csv_path: Path) -> str:
@@ -40,10 +45,10 @@ def plot(cfg: DictConfig, out: Path) -> None:
     runs = list(cfg.runs or [])
     require(len(runs) > 0, "plot needs runs=[<certify run dir or csv>, ...]")
     labels = list(cfg.labels) if cfg.labels else []
-    require(not labels or len(labels) == len(runs), f"labels has {len(labels)} entries for {len(runs)} runs")
+    paths = [p for run in runs for p in _csvs_of(run)]
+    require(not labels or len(labels) == len(paths), f"labels has {len(labels)} entries for {len(paths)} runs")
     frames: dict[str, pd.DataFrame] = {}
-    for k, run in enumerate(runs):
-        path = _csv_of(run)
+    for k, path in enumerate(paths):
         df = pd.read_csv(path)
         missing = [c for c in REQUIRED if c not in df.columns]
         require(not missing, f"{path} lacks columns {missing}; is it a certify.csv?")
@@ -53,7 +58,7 @@ def plot(cfg: DictConfig, out: Path) -> None:
         frames[label] = df
     table = summary_table(frames, list(cfg.radii))
     stem = out / cfg.name
-    figs = plot_certified_accuracy(frames, stem, title=cfg.title, max_radius=cfg.max_radius)
+    figs = FIGURES.get(cfg.figure)(frames, stem, cfg.title, cfg.max_radius)
     table.to_csv(stem.with_suffix(".csv"), index_label="run")
     stem.with_suffix(".md").write_text(to_markdown(table))
     print(format_table(table))

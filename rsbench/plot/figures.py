@@ -1,0 +1,67 @@
+"""Figure kinds for ``rsbench plot figure=<name>``: one function per paper figure.
+
+Each takes the runs (label -> certify table) and writes ``out_stem``.png/.pdf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from rsbench.errors import require
+from rsbench.plot.certified_accuracy import Curve, plot_certified_accuracy, plot_panels
+from rsbench.registry import Registry
+
+FigureFn = Callable[[Mapping[str, pd.DataFrame], Path, "str | None", "float | None"], list[Path]]
+FIGURES: Registry[FigureFn] = Registry("figure")
+FIGURES.register("certified_accuracy")(plot_certified_accuracy)
+
+# Sound certificates solid, the paper's (unsound under a mixture) dashed.
+_CERT_STYLE = {"componentwise": "-", "exact": "-", "paper": "--", "cohen": "-"}
+
+
+def _mog_runs(runs: Mapping[str, pd.DataFrame]) -> list[tuple[pd.DataFrame, dict]]:
+    out = []
+    for label, df in runs.items():
+        require(len(df) > 0 and df["method"].iloc[0] == "mog", f"run {label} is not a method=mog certify run")
+        first = df.iloc[0]
+        out.append((df, {"K": int(first["K"]), "lo": float(first["sigma_min"]), "hi": float(first["sigma_max"]),
+                         "cert": str(first["certificate"]), "sound": bool(first["sound"])}))
+    return out
+
+
+def _cert_label(meta: dict) -> str:
+    return f"{meta['cert']}{'' if meta['sound'] else ' (unsound)'}"
+
+
+@FIGURES.register("mog_fig1")
+def mog_figure1(runs: Mapping[str, pd.DataFrame], out_stem: Path, title: str | None = None,
+                max_radius: float | None = None) -> list[Path]:
+    """MoG paper, Figure 1: certified accuracy for K in {1, 2, 5, 10}, one panel per sigma interval."""
+    colors = plt.get_cmap("viridis")
+    items = sorted(_mog_runs(runs), key=lambda r: (r[1]["lo"], r[1]["hi"], r[1]["K"], r[1]["cert"]))
+    ks = sorted({m["K"] for _, m in items})
+    panels: dict[str, dict[str, Curve]] = {}
+    for df, m in items:
+        style = {"color": colors(ks.index(m["K"]) / max(1, len(ks) - 1) * 0.85), "linestyle": _CERT_STYLE[m["cert"]]}
+        panel = panels.setdefault(f"σ ∈ [{m['lo']:g}, {m['hi']:g}]", {})
+        panel[f"K={m['K']} {_cert_label(m)}"] = Curve(df, style)
+    return plot_panels(panels, out_stem, title, max_radius)
+
+
+@FIGURES.register("mog_fig2")
+def mog_figure2(runs: Mapping[str, pd.DataFrame], out_stem: Path, title: str | None = None,
+                max_radius: float | None = None) -> list[Path]:
+    """MoG paper, Figure 2: K = 10 with several sigma intervals; one panel per certificate."""
+    colors = plt.get_cmap("plasma")
+    items = sorted(_mog_runs(runs), key=lambda r: (r[1]["cert"], r[1]["lo"], r[1]["hi"]))
+    intervals = sorted({(m["lo"], m["hi"]) for _, m in items})
+    panels: dict[str, dict[str, Curve]] = {}
+    for df, m in items:
+        style = {"color": colors(intervals.index((m["lo"], m["hi"])) / max(1, len(intervals) - 1) * 0.85)}
+        panels.setdefault(f"K={m['K']}, certificate {_cert_label(m)}", {})[f"σ ∈ [{m['lo']:g}, {m['hi']:g}]"] = \
+            Curve(df, style)
+    return plot_panels(panels, out_stem, title, max_radius)
