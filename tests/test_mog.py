@@ -178,6 +178,7 @@ def test_k1_rows_equal_gaussian_rows() -> None:
     ({"smoothing": "medium"}, "valid values: hard, soft"),
     ({"weights": [1, 2]}, "K=3 positive numbers"),
     ({"sigma_min": -0.1}, "sigma_min=-0.1 is invalid"),
+    ({"semantics": "sum", "stratified": True}, "mixture only"),
 ])
 def test_bad_parameters(bad, pattern) -> None:
     with pytest.raises(RsbenchError, match=pattern):
