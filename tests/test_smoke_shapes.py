@@ -23,6 +23,11 @@ def test_cifar_resnet_on_standin_then_real_cifar_sample(tmp_path) -> None:
              f"hydra.run.dir={tmp_path / 'standin'}"], tmp_path)
     df = pd.read_csv(tmp_path / "standin" / "certify.csv")
     assert list(df["idx"]) == [0, 10, 20, 30]
+    run_cli(["certify", *train, *SMOKE_CERTIFY, "certify.skip=20", "method=mog", "K=3", "method.sigma_max=0.25",
+             "method.certificate=componentwise", f"model.checkpoint={ckpt}", f"hydra.run.dir={tmp_path / 'mog'}"],
+            tmp_path)
+    mog = pd.read_csv(tmp_path / "mog" / "certify.csv")
+    assert list(mog["idx"]) == [0, 20] and mog["sound"].all() and (mog["K"] == 3).all()
     if (SHARED_DATA / "cifar10-sample").is_dir():  # the 100 real CIFAR-10 test images, same model family
         run_cli(["certify", "dataset=cifar10_sample", f"dataset.data_dir={SHARED_DATA}", "model=cifar_resnet",
                  "model.params.depth=8", *SMOKE_CERTIFY, "certify.skip=5", "certify.max=20", f"model.checkpoint={ckpt}",
