@@ -10,6 +10,7 @@ STAGES = {
     "certify": "certify test points (Cohen et al.'s CERTIFY) and write certify.csv",
     "predict": "predict with abstention (Cohen et al.'s PREDICT) and write predict.csv",
     "plot": "certified-accuracy figure and table from one or more certify runs",
+    "merge": "merge the run dirs of a sharded certify (or predict) run into one CSV",
 }
 
 USAGE = "usage: rsbench <stage> [hydra overrides ...]\n\nstages:\n" + "".join(
@@ -30,6 +31,10 @@ def main(argv: list[str] | None = None) -> None:
     if stage not in STAGES:
         print(f"rsbench: error: unknown stage {stage!r}; valid stages: {', '.join(STAGES)}", file=sys.stderr)
         sys.exit(2)
+    if stage == "merge":  # not a Hydra app: it takes run dirs, not overrides
+        from rsbench.sharding import main as merge_main
+        merge_main(args[1:])
+        return
     sys.argv = [f"rsbench-{stage}", *args[1:]]
     importlib.import_module(f"rsbench.stages.{stage}").main()
 

@@ -20,6 +20,7 @@ from rsbench.data import DatasetSpec, load_split
 from rsbench.errors import RsbenchError, check_count, require
 from rsbench.models.checkpoint import load_model, load_weights_file, save_checkpoint
 from rsbench.models.registry import NormalizedModel, build_model, full_params
+from rsbench.sharding import shard_indices, write_plan
 
 log = logging.getLogger("rsbench")
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -28,6 +29,8 @@ CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 def _run_name(override_dirname: str) -> str:
     """A run dir name from the command's overrides: one path component, never a way out of outputs_dir."""
     name = override_dirname.replace("/", "_").replace("\\", "_") or "default"
+    if len(name) > 180:  # file names are limited to 255 bytes: keep a readable prefix and a hash of the rest
+        name = f"{name[:160]}__{hashlib.sha1(name.encode()).hexdigest()[:12]}"
     return "_" + name if name.startswith(".") else name
 
 
@@ -207,7 +210,9 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
     method = make_method(plain(cfg.method))
     device = select_device(cfg.device)
     test_ds, spec = dataset_split(cfg, "test")
-    indices = select_indices(len(test_ds), section.skip, section.max)
+    selection = {"dataset": spec.name, "total": len(test_ds), "skip": section.skip, "max": section.max}
+    shard, num_shards = section.get("shard", 0), section.get("num_shards", 1)
+    indices = shard_indices(select_indices(len(test_ds), section.skip, section.max), shard, num_shards)
     if spec.stand_in:
         log.warning("dataset %s is synthetic stand-in data: this is a smoke run, not a result", spec.name)
     model, meta = resolve_model(cfg, spec, method.train_sigma, device)
@@ -218,6 +223,7 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
                       {"dataset": plain(cfg.dataset), "model": {k: meta.get(k) for k in MODEL_FINGERPRINT_KEYS},
                        "method": plain(cfg.method), **settings, "seed": int(cfg.seed)},
                       bool(section.overwrite))
+    write_plan(out / f"{stage}.plan.json", selection, shard, num_shards, indices)
     return PointRun(method, device, test_ds, spec, indices, model, meta, csv_path, batch, int(cfg.seed))
 
 

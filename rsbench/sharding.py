@@ -1,0 +1,132 @@
+"""Sharded certification: disjoint, deterministic subsets of the test indices, and merging them back.
+
+Shard i of N takes every N-th index of the run's selection (after skip and max), starting at the i-th.
+Each run dir records its plan (``<stage>.plan.json``); ``rsbench merge`` checks that the shards belong
+to one configuration, that none is missing or overlapping and that every planned row is present, then
+writes one CSV whose rows equal the unsharded run's (per-point seeding makes them identical).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from rsbench.errors import RsbenchError, check_count, require
+
+
+def shard_indices(indices: list[int], shard: int, num_shards: int) -> list[int]:
+    """The shard-th of num_shards disjoint round-robin parts of ``indices`` (order preserved)."""
+    check_count("num_shards", num_shards)
+    require(isinstance(shard, int) and 0 <= shard < num_shards,
+            f"shard={shard!r} is invalid: it must be an integer in [0, num_shards={num_shards})")
+    return indices[shard::num_shards]
+
+
+def write_plan(path: Path, selection: dict[str, Any], shard: int, num_shards: int, indices: list[int]) -> None:
+    """Record which indices this run dir is responsible for (checked by ``rsbench merge``)."""
+    plan = {"selection": selection, "shard": shard, "num_shards": num_shards, "indices": indices}
+    if path.exists():
+        old = json.loads(path.read_text())
+        require(old["selection"] == selection and old["shard"] == shard and old["num_shards"] == num_shards,
+                f"{path.parent} was planned as shard {old['shard']} of {old['num_shards']} with selection "
+                f"{old['selection']}; this run asks for shard {shard} of {num_shards} with {selection}")
+    path.write_text(json.dumps(plan))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    require(path.is_file(), f"{path} is missing: {path.parent} is not an rsbench run dir")
+    return json.loads(path.read_text())
+
+
+def merge_runs(run_dirs: list[Path], out: Path, stage: str = "certify") -> dict[str, Any]:
+    """Merge the shard run dirs of one sharded run into ``out``/<stage>.csv; refuse anything inconsistent."""
+    require(len(run_dirs) > 0, "merge needs at least one run dir")
+    runs = []
+    for d in run_dirs:
+        runs.append({"dir": d, "plan": _read_json(d / f"{stage}.plan.json"),
+                     "fingerprint": _read_json(d / f"{stage}.fingerprint.json")})
+    first = runs[0]
+    for r in runs[1:]:
+        if r["fingerprint"] != first["fingerprint"]:
+            keys = sorted(k for k in set(r["fingerprint"]) | set(first["fingerprint"])
+                          if r["fingerprint"].get(k) != first["fingerprint"].get(k))
+            raise RsbenchError(f"{r['dir']} and {first['dir']} are runs of different configurations "
+                               f"(differ in {', '.join(keys)}); they cannot be merged")
+        if (r["plan"]["selection"], r["plan"]["num_shards"]) != (first["plan"]["selection"],
+                                                                 first["plan"]["num_shards"]):
+            raise RsbenchError(f"{r['dir']} and {first['dir']} split different selections or shard counts")
+    num_shards = first["plan"]["num_shards"]
+    by_shard: dict[int, Path] = {}
+    for r in runs:
+        s = r["plan"]["shard"]
+        if s in by_shard:
+            raise RsbenchError(f"overlapping shards: shard {s} of {num_shards} appears in both {by_shard[s]} "
+                               f"and {r['dir']}")
+        by_shard[s] = r["dir"]
+    missing_shards = sorted(set(range(num_shards)) - set(by_shard))
+    if missing_shards:
+        raise RsbenchError(f"missing shards {missing_shards} of {num_shards} (have {sorted(by_shard)})")
+
+    header: str | None = None
+    lines: dict[int, str] = {}
+    problems = []
+    for r in runs:
+        csv_path = r["dir"] / f"{stage}.csv"
+        text = csv_path.read_text() if csv_path.exists() else ""
+        rows = [ln for ln in text.splitlines(keepends=True) if ln.endswith("\n")]  # a torn last line is not a row
+        if rows:
+            require(header is None or rows[0] == header, f"{csv_path} has a different header")
+            header = rows[0]
+        key = header.rstrip("\n").split(",").index("idx") if header else 0
+        done = {}
+        for ln in rows[1:]:
+            done[int(ln.split(",")[key])] = ln
+        planned = set(r["plan"]["indices"])
+        lost = sorted(planned - set(done))
+        if lost:
+            shown = ", ".join(map(str, lost[:20])) + (" ..." if len(lost) > 20 else "")
+            problems.append(f"shard {r['plan']['shard']} ({r['dir']}) is missing {len(lost)} of {len(planned)} "
+                            f"indices: {shown}")
+        extra = sorted(set(done) - planned)
+        require(not extra, f"{csv_path} holds indices outside its shard's plan: {extra[:10]}")
+        lines.update(done)
+    if problems:
+        raise RsbenchError("incomplete shards (re-run them with the same command to resume): "
+                           + "; ".join(problems))
+    require(header is not None, "no rows to merge")
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"{stage}.csv"
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(header + "".join(lines[i] for i in sorted(lines)))
+    os.replace(tmp, target)
+    (out / f"{stage}.fingerprint.json").write_text(json.dumps(first["fingerprint"], indent=1, sort_keys=True))
+    plan = dict(first["plan"], shard=0, num_shards=1, indices=sorted(lines), merged_from=[str(d) for d in run_dirs])
+    (out / f"{stage}.plan.json").write_text(json.dumps(plan))
+    return {"rows": len(lines), "shards": num_shards, "csv": str(target)}
+
+
+def main(argv: list[str]) -> None:
+    """``rsbench merge RUN_DIR... [-o OUT_DIR] [--stage certify|predict]``."""
+    parser = argparse.ArgumentParser(prog="rsbench merge", description="Merge the run dirs of a sharded run.")
+    parser.add_argument("runs", nargs="+", type=Path, help="shard run dirs (or sweep dirs holding them)")
+    parser.add_argument("-o", "--out", type=Path, default=None,
+                        help="output dir (default: <common parent of the run dirs>/merged)")
+    parser.add_argument("--stage", default="certify", choices=["certify", "predict"])
+    args = parser.parse_args(argv)
+    dirs: list[Path] = []
+    for d in args.runs:
+        if (d / f"{args.stage}.plan.json").exists():
+            dirs.append(d)
+        else:  # a sweep dir: take its run dirs (skip an earlier merge output)
+            dirs += sorted(p.parent for p in d.glob(f"*/{args.stage}.plan.json") if p.parent.name != "merged")
+    out = args.out or (Path(os.path.commonpath([d.resolve() for d in dirs])) / "merged" if dirs else Path("merged"))
+    try:
+        report = merge_runs(dirs, out, args.stage)
+    except RsbenchError as exc:
+        print(f"rsbench merge: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(f"merged {report['shards']} shard(s), {report['rows']} rows -> {report['csv']}")

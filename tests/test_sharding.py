@@ -1,0 +1,90 @@
+"""Sharded certification: partition, merge == unsharded, missing/overlapping shards, kills at random rows."""
+
+from __future__ import annotations
+
+import random
+
+import pandas as pd
+import pytest
+
+from conftest import TINY_CERTIFY, read_rows, run_cli, run_cli_subprocess
+from rsbench.errors import RsbenchError
+from rsbench.sharding import merge_runs, shard_indices
+from rsbench.stages.common import select_indices
+
+ARGS = [*TINY_CERTIFY, "certify.skip=25"]  # 12 test points
+
+
+@pytest.mark.parametrize("total,skip,max_index", [(1000, 1, -1), (97, 3, 50), (10, 20, -1), (5, 1, -1)])
+def test_partition_is_disjoint_and_complete(total, skip, max_index) -> None:
+    selection = select_indices(total, skip, max_index)
+    for n in range(1, 9):
+        parts = [shard_indices(selection, i, n) for i in range(n)]
+        flat = [i for p in parts for i in p]
+        assert sorted(flat) == selection and len(flat) == len(set(flat))
+        assert max(map(len, parts)) - min(map(len, parts)) <= 1  # balanced
+        assert parts == [shard_indices(selection, i, n) for i in range(n)]  # deterministic
+    with pytest.raises(RsbenchError, match="shard=3 is invalid"):
+        shard_indices(selection, 3, 3)
+    with pytest.raises(RsbenchError, match="num_shards=0"):
+        shard_indices(selection, 0, 0)
+
+
+def _run(tmp_path, name, *extra, model):
+    run_cli(["certify", *ARGS, *extra, f"model.checkpoint={model}", f"hydra.run.dir={tmp_path / name}"], tmp_path)
+    return tmp_path / name
+
+
+def test_merge_equals_unsharded_and_refuses_gaps(tmp_path, tiny_model, capsys) -> None:
+    full = _run(tmp_path, "full", model=tiny_model)
+    shards = [_run(tmp_path, f"s{i}", f"certify.shard={i}", "certify.num_shards=3", model=tiny_model)
+              for i in range(3)]
+    assert sorted(sum((pd.read_csv(s / "certify.csv")["idx"].tolist() for s in shards), [])) == \
+        pd.read_csv(full / "certify.csv")["idx"].tolist()
+    merge_runs(shards[::-1], tmp_path / "merged")
+    pd.testing.assert_frame_equal(read_rows(tmp_path / "merged" / "certify.csv"), read_rows(full / "certify.csv"))
+
+    with pytest.raises(RsbenchError, match=r"missing shards \[2\] of 3"):
+        merge_runs(shards[:2], tmp_path / "m2")
+    with pytest.raises(RsbenchError, match="overlapping shards: shard 1 of 3"):
+        merge_runs([*shards, shards[1]], tmp_path / "m3")
+    other = _run(tmp_path, "other", "certify.shard=2", "certify.num_shards=3", "certify.n=301", model=tiny_model)
+    with pytest.raises(RsbenchError, match="different configurations"):
+        merge_runs([*shards[:2], other], tmp_path / "m4")
+    # a shard that died mid-run: merge names the missing indices
+    csv = shards[1] / "certify.csv"
+    lines = csv.read_text().splitlines(keepends=True)
+    csv.write_text("".join(lines[:2]) + lines[2][:7])
+    with pytest.raises(RsbenchError, match=r"shard 1 .* is missing 3 of 4 indices: 100, 175, 250"):
+        merge_runs(shards, tmp_path / "m5")
+    # ... and resuming it (same command) completes the merge
+    _run(tmp_path, "s1", "certify.shard=1", "certify.num_shards=3", model=tiny_model)
+    merge_runs(shards, tmp_path / "m6")
+    pd.testing.assert_frame_equal(read_rows(tmp_path / "m6" / "certify.csv"), read_rows(full / "certify.csv"))
+    # the CLI form
+    from rsbench import cli
+    cli.main(["merge", *map(str, shards), "-o", str(tmp_path / "m7")])
+    assert "merged 3 shard(s), 12 rows" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_kill_at_random_row_then_resume(tmp_path, tiny_model, seed) -> None:
+    full = _run(tmp_path, "full", "certify.shard=1", "certify.num_shards=2", model=tiny_model)
+    run = _run(tmp_path, "killed", "certify.shard=1", "certify.num_shards=2", model=tiny_model)
+    data = (run / "certify.csv").read_bytes()
+    cut = random.Random(seed).randrange(len(data.splitlines()[0]) + 1, len(data))  # anywhere after the header
+    (run / "certify.csv").write_bytes(data[:cut])
+    _run(tmp_path, "killed", "certify.shard=1", "certify.num_shards=2", model=tiny_model)
+    pd.testing.assert_frame_equal(read_rows(run / "certify.csv"), read_rows(full / "certify.csv"))
+
+
+def test_submitit_local_sharded_sweep(tmp_path, tiny_model) -> None:
+    sweep = tmp_path / "sweep"
+    res = run_cli_subprocess(["certify", "-m", "hydra/launcher=local", *ARGS, "certify.shard=0,1",
+                              "certify.num_shards=2", f"model.checkpoint={tiny_model}", f"hydra.sweep.dir={sweep}",
+                              f"outputs_dir={tmp_path}"], tmp_path, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    full = _run(tmp_path, "full", model=tiny_model)
+    merged = run_cli_subprocess(["merge", str(sweep)], tmp_path)
+    assert merged.returncode == 0, merged.stderr
+    pd.testing.assert_frame_equal(read_rows(sweep / "merged" / "certify.csv"), read_rows(full / "certify.csv"))
