@@ -7,7 +7,7 @@ TORCH   ?= torch==2.14.1 torchvision==0.29.1
 # Real datasets (MNIST, CIFAR-10 sample) for the reproductions; the demo and tests need none.
 export RSBENCH_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install demo test test-slow lint figures reproduce-engine mnist-models mog-figures bench clean
+.PHONY: install demo test test-slow lint figures reproduce-engine mnist-models mog-figures slurm-test bench clean
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,10 @@ test: install lint            ## the default test suite (what CI runs)
 
 test-slow: install            ## long reproductions, not in CI
 	$(BIN)/python -m pytest -q -m slow
+
+slurm-test: install           ## start a one-node SLURM cluster here (root, Debian packages) and run the SLURM test
+	bash scripts/slurm_local_cluster.sh
+	$(BIN)/python -m pytest -q -m slurm
 
 reproduce-engine: install     ## docs/REPRODUCTION.md, engine section: CNN on full MNIST, sigma=0.25
 	$(BIN)/rsbench train experiment=cohen_mnist
