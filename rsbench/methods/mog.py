@@ -31,9 +31,9 @@ UNSOUND_WARNING = (
     "labelled sound=False; use certificate=componentwise for a sound radius under this noise.")
 
 
-def _choice(name: str, value: str, valid: tuple[str, ...]) -> str:
+def _choice(name: str, value: str, valid: tuple[str, ...], context: str = "") -> str:
     if value not in valid:
-        raise RsbenchError(f"{name}={value!r} is invalid; valid values: {', '.join(valid)}")
+        raise RsbenchError(f"method.{name}={value!r} is invalid{context}; valid values: {', '.join(valid)}")
     return value
 
 
@@ -48,8 +48,8 @@ class MixtureOfGaussiansSmoothing:
                  temperature: float = 1.0, certificate: str = "paper") -> None:
         self.semantics = _choice("semantics", semantics, SEMANTICS)
         self.smoothing = _choice("smoothing", smoothing, SMOOTHINGS)
-        self.certificate = _choice(f"certificate (with semantics={semantics})", certificate,
-                                   CERTIFICATES[semantics])
+        self.certificate = _choice("certificate", certificate, CERTIFICATES[semantics],
+                                   f" with method.semantics={semantics}")
         self.sigmas = evenly_spaced_sigmas(K, sigma_min, sigma_max)
         self.K, self.sigma_min, self.sigma_max = int(K), float(sigma_min), float(sigma_max)
         if weights is None:
@@ -60,7 +60,7 @@ class MixtureOfGaussiansSmoothing:
             total = float(sum(weights))
             self.weights = tuple(float(w) / total for w in weights)
         self.temperature = check_positive("temperature", temperature) if smoothing == "soft" else None
-        require(not (stratified and semantics == "sum"), "method.stratified=true applies to semantics=mixture only")
+        require(not (stratified and semantics == "sum"), "method.stratified=true applies to method.semantics=mixture only")
         self.stratified = bool(stratified) or self.certificate == "componentwise"
         # Theorem 2 under a true mixture is unsound for K > 1; at K = 1 it is Cohen's certificate.
         self.sound = not (self.certificate == "paper" and self.semantics == "mixture" and self.K > 1)
