@@ -7,36 +7,56 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from rsbench.certify.pushforward import LinearPushforward
 from rsbench.certify.seeding import make_generator
-from rsbench.noise.base import Noise
+from rsbench.noise.base import Noise, ScaledGaussian
 
 BLOCK = 100  # samples per seeded noise block; forward batches are whole blocks (or parts of one)
 
 
 @torch.inference_mode()
 def class_counts(model: nn.Module, noise: Noise, x: torch.Tensor, n: int, num_classes: int,
-                 batch: int, seed: int, key: tuple[int, ...], temperature: float | None = None) -> torch.Tensor:
+                 batch: int, seed: int, key: tuple[int, ...], temperature: float | None = None,
+                 pushforward: LinearPushforward | None = None) -> torch.Tensor:
     """Sum over n draws eps_i of the base classifier's output at x + eps_i, one entry per class.
 
     Hard smoothing (``temperature=None``): class counts of argmax f(x + eps_i), int64.
     Soft smoothing: sums of softmax(f(x + eps_i) / temperature), float64; divide by n for the mean.
 
     Noise for samples [j*BLOCK, (j+1)*BLOCK) comes from a generator seeded by (seed, *key, j), so the
-    result is the same for any ``batch``. The forward batch is ``batch`` rounded down to whole blocks
-    (or a slice of one block when ``batch < BLOCK``). Memory is flat in n.
+    result is the same for any ``batch``. Noisy inputs are written in place into one preallocated
+    buffer of ``batch`` rounded down to whole blocks (at least one block); forward passes take at most
+    ``batch`` rows. Counts accumulate on the tensor side; memory is flat in n. With ``pushforward`` (a
+    linear first layer, scaled-Gaussian noise), the first layer's output is drawn directly: the same
+    distribution from fewer random numbers.
     """
     dtype = torch.long if temperature is None else torch.float64
     total = torch.zeros(num_classes, dtype=dtype, device=x.device)
-    blocks_per_forward = max(1, batch // BLOCK)
+    per_forward = max(1, batch // BLOCK) * BLOCK
     n_blocks = -(-n // BLOCK)
-    for start in range(0, n_blocks, blocks_per_forward):
-        chunk = [
-            noise.sample(x, min(BLOCK, n - j * BLOCK), make_generator(seed, (*key, j), x.device))
-            for j in range(start, min(start + blocks_per_forward, n_blocks))
-        ]
-        samples = torch.cat(chunk) if len(chunk) > 1 else chunk[0]
-        for lo in range(0, len(samples), batch):
-            logits = model(samples[lo:lo + batch])
+    use_pf = pushforward is not None and isinstance(noise, ScaledGaussian)
+    if use_pf:
+        h0 = pushforward.clean_preactivation(x)
+        buf = torch.empty((min(per_forward, n), pushforward.hidden), device=x.device, dtype=x.dtype)
+        scales = torch.empty(len(buf), device=x.device, dtype=x.dtype)
+    else:
+        buf = torch.empty((min(per_forward, n), *x.shape), device=x.device, dtype=x.dtype)
+    j = 0
+    while j < n_blocks:
+        m = 0
+        while j < n_blocks and m + min(BLOCK, n - j * BLOCK) <= len(buf):
+            size = min(BLOCK, n - j * BLOCK)
+            g = make_generator(seed, (*key, j), x.device)
+            if use_pf:
+                scales[m:m + size] = noise.scales(size, g, x.device, x.dtype)
+                buf[m:m + size].normal_(generator=g)
+            else:
+                noise.fill(buf[m:m + size], x, g)
+            m += size
+            j += 1
+        for lo in range(0, m, batch):
+            hi = min(m, lo + batch)
+            logits = pushforward.logits(h0, scales[lo:hi], buf[lo:hi]) if use_pf else model(buf[lo:hi])
             if temperature is None:
                 total += torch.bincount(logits.argmax(dim=1), minlength=num_classes)
             else:
@@ -59,11 +79,12 @@ class PointSampler:
     num_classes: int
     batch: int
     seed: int
+    pushforward: LinearPushforward | None = None
 
     def counts(self, num: int, phase: int, noise: Noise | None = None, stream: tuple[int, ...] = (),
                temperature: float | None = None) -> torch.Tensor:
         return class_counts(self.model, noise or self.noise, self.x, num, self.num_classes, self.batch,
-                            self.seed, (self.idx, phase, *stream), temperature)
+                            self.seed, (self.idx, phase, *stream), temperature, self.pushforward)
 
     def hard(self, num: int, phase: int) -> torch.Tensor:
         """Class counts under the method's own noise (the CountsFn of Cohen's algorithms)."""

@@ -60,7 +60,8 @@ class MixtureOfGaussiansSmoothing:
             total = float(sum(weights))
             self.weights = tuple(float(w) / total for w in weights)
         self.temperature = check_positive("temperature", temperature) if smoothing == "soft" else None
-        require(not (stratified and semantics == "sum"), "method.stratified=true applies to method.semantics=mixture only")
+        require(not (stratified and semantics == "sum"),
+                "method.stratified=true applies to method.semantics=mixture only")
         self.stratified = bool(stratified) or self.certificate == "componentwise"
         # Theorem 2 under a true mixture is unsound for K > 1; at K = 1 it is Cohen's certificate.
         self.sound = not (self.certificate == "paper" and self.semantics == "mixture" and self.K > 1)

@@ -11,3 +11,23 @@ class Noise(Protocol):
     def sample(self, x: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
         """Return ``n`` noisy copies ``x + eps_i`` of one input ``x`` (shape (n, *x.shape))."""
         ...
+
+
+class ScaledGaussian:
+    """Noise eps = s * z with z ~ N(0, I) and a per-draw scale s (fixed, or a random mixture component).
+
+    Subclasses define :meth:`scales`. :meth:`fill` writes x + eps into a preallocated buffer in place
+    (no per-batch allocation); the linear pushforward sampler uses :meth:`scales` with its own z.
+    """
+
+    def scales(self, n: int, generator: torch.Generator, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        raise NotImplementedError
+
+    def fill(self, out: torch.Tensor, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """out <- x + s_i z_i for each row i of ``out``; returns ``out``."""
+        s = self.scales(len(out), generator, out.device, out.dtype)
+        out.normal_(generator=generator)
+        return out.mul_(s.view(-1, *([1] * x.dim()))).add_(x)
+
+    def sample(self, x: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+        return self.fill(torch.empty((n, *x.shape), device=x.device, dtype=x.dtype), x, generator)

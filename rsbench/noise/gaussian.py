@@ -7,15 +7,15 @@ from dataclasses import dataclass
 import torch
 
 from rsbench.errors import check_positive
+from rsbench.noise.base import ScaledGaussian
 
 
 @dataclass(frozen=True)
-class GaussianNoise:
+class GaussianNoise(ScaledGaussian):
     sigma: float
 
     def __post_init__(self) -> None:
         check_positive("sigma", self.sigma)
 
-    def sample(self, x: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
-        eps = torch.randn((n, *x.shape), generator=generator, device=x.device, dtype=x.dtype)
-        return eps.mul_(self.sigma).add_(x)
+    def scales(self, n: int, generator: torch.Generator, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        return torch.full((n,), self.sigma, device=device, dtype=dtype)

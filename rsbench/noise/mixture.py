@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from rsbench.errors import check_positive, require
+from rsbench.noise.base import ScaledGaussian
 from rsbench.noise.gaussian import GaussianNoise
 
 
@@ -34,7 +35,7 @@ def sum_of_gaussians(sigmas: Sequence[float]) -> GaussianNoise:
 
 
 @dataclass(frozen=True)
-class GaussianMixtureNoise:
+class GaussianMixtureNoise(ScaledGaussian):
     """Each draw picks component k with probability w_k, then eps ~ N(0, sigma_k^2 I).
 
     With K = 1 the draws are exactly those of :class:`GaussianNoise` (same generator, same numbers).
@@ -53,14 +54,13 @@ class GaussianMixtureNoise:
     def component(self, k: int) -> GaussianNoise:
         return GaussianNoise(self.sigmas[k])
 
-    def sample(self, x: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    def scales(self, n: int, generator: torch.Generator, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """The sigma of each draw's component (K = 1 draws no component, so it matches GaussianNoise)."""
         if len(self.sigmas) == 1:
-            return self.component(0).sample(x, n, generator)
-        w = torch.tensor(self.weights, dtype=torch.float64, device=x.device)
+            return torch.full((n,), self.sigmas[0], device=device, dtype=dtype)
+        w = torch.tensor(self.weights, dtype=torch.float64, device=device)
         k = torch.multinomial(w, n, replacement=True, generator=generator)
-        scale = torch.tensor(self.sigmas, dtype=x.dtype, device=x.device)[k].view(n, *([1] * x.dim()))
-        eps = torch.randn((n, *x.shape), generator=generator, device=x.device, dtype=x.dtype)
-        return eps.mul_(scale).add_(x)
+        return torch.tensor(self.sigmas, dtype=dtype, device=device)[k]
 
 
 def stratified_allocation(n: int, weights: Sequence[float]) -> list[int]:

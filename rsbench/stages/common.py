@@ -184,12 +184,14 @@ class PointRun:
     csv_path: Path
     batch: int
     seed: int
+    pushforward: Any = None
 
     def sampler(self, x: torch.Tensor, idx: int) -> Any:
         """Monte Carlo access to test point ``idx`` under the method's noise (seeded per point)."""
         from rsbench.certify.sampling import PointSampler
 
-        return PointSampler(self.model, self.method.noise, x, idx, self.spec.num_classes, self.batch, self.seed)
+        return PointSampler(self.model, self.method.noise, x, idx, self.spec.num_classes, self.batch, self.seed,
+                            self.pushforward)
 
     def run(self, columns: tuple[str, ...], evaluate: Callable[[torch.Tensor, int], dict[str, Any]]) -> None:
         run_points(self.csv_path, columns, self.indices, self.test_ds, self.spec, self.device,
@@ -224,7 +226,19 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
                        "method": plain(cfg.method), **settings, "seed": int(cfg.seed)},
                       bool(section.overwrite))
     write_plan(out / f"{stage}.plan.json", selection, shard, num_shards, indices)
-    return PointRun(method, device, test_ds, spec, indices, model, meta, csv_path, batch, int(cfg.seed))
+    return PointRun(method, device, test_ds, spec, indices, model, meta, csv_path, batch, int(cfg.seed),
+                    _pushforward(model, section.get("pushforward", "auto")))
+
+
+def _pushforward(model: NormalizedModel, mode: str) -> Any:
+    """The linear-first-layer sampler when ``mode`` is 'auto' and the model allows it, else None."""
+    from rsbench.certify.pushforward import LinearPushforward
+
+    require(mode in ("auto", "off"), f"pushforward={mode!r} is invalid; valid values: auto, off")
+    if mode == "auto" and LinearPushforward.applies(model):
+        log.info("linear first layer: drawing its output directly (pushforward sampler, same distribution)")
+        return LinearPushforward(model)
+    return None
 
 
 def run_points(csv_path: Path, columns: tuple[str, ...], indices: list[int], test_ds: Any,
