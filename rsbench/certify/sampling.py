@@ -17,7 +17,7 @@ BLOCK = 100  # samples per seeded noise block; forward batches are whole blocks 
 @torch.inference_mode()
 def class_counts(model: nn.Module, noise: Noise, x: torch.Tensor, n: int, num_classes: int,
                  batch: int, seed: int, key: tuple[int, ...], temperature: float | None = None,
-                 pushforward: LinearPushforward | None = None) -> torch.Tensor:
+                 pushforward: LinearPushforward | None = None, start: int = 0) -> torch.Tensor:
     """Sum over n draws eps_i of the base classifier's output at x + eps_i, one entry per class.
 
     Hard smoothing (``temperature=None``): class counts of argmax f(x + eps_i), int64.
@@ -29,10 +29,16 @@ def class_counts(model: nn.Module, noise: Noise, x: torch.Tensor, n: int, num_cl
     ``batch`` rows. Counts accumulate on the tensor side; memory is flat in n. With ``pushforward`` (a
     linear first layer, scaled-Gaussian noise), the first layer's output is drawn directly: the same
     distribution from fewer random numbers.
+
+    ``start`` (a multiple of BLOCK) skips the first draws of the stream: counts over draws
+    [start, start + n) are the increment a sequential test adds to counts over [0, start).
     """
+    if start % BLOCK:
+        raise ValueError(f"start={start} must be a multiple of {BLOCK}")
     dtype = torch.long if temperature is None else torch.float64
     total = torch.zeros(num_classes, dtype=dtype, device=x.device)
     per_forward = max(1, batch // BLOCK) * BLOCK
+    first = start // BLOCK
     n_blocks = -(-n // BLOCK)
     use_pf = pushforward is not None and isinstance(noise, ScaledGaussian)
     if use_pf:
@@ -46,7 +52,7 @@ def class_counts(model: nn.Module, noise: Noise, x: torch.Tensor, n: int, num_cl
         m = 0
         while j < n_blocks and m + min(BLOCK, n - j * BLOCK) <= len(buf):
             size = min(BLOCK, n - j * BLOCK)
-            g = make_generator(seed, (*key, j), x.device)
+            g = make_generator(seed, (*key, first + j), x.device)
             if use_pf:
                 scales[m:m + size] = noise.scales(size, g, x.device, x.dtype)
                 buf[m:m + size].normal_(generator=g)
@@ -82,9 +88,9 @@ class PointSampler:
     pushforward: LinearPushforward | None = None
 
     def counts(self, num: int, phase: int, noise: Noise | None = None, stream: tuple[int, ...] = (),
-               temperature: float | None = None) -> torch.Tensor:
+               temperature: float | None = None, start: int = 0) -> torch.Tensor:
         return class_counts(self.model, noise or self.noise, self.x, num, self.num_classes, self.batch,
-                            self.seed, (self.idx, phase, *stream), temperature, self.pushforward)
+                            self.seed, (self.idx, phase, *stream), temperature, self.pushforward, start)
 
     def hard(self, num: int, phase: int) -> torch.Tensor:
         """Class counts under the method's own noise (the CountsFn of Cohen's algorithms)."""

@@ -102,7 +102,8 @@ class MixtureOfGaussiansSmoothing:
         upper = np.array([hoeffding_upper(float(mean[c]), n, alpha / (2 * len(others))) for c in others])
         return hoeffding_lower(float(mean[top]), n, alpha / 2), float(upper.max()), upper
 
-    def certify(self, sampler: PointSampler, n0: int, n: int, alpha: float) -> dict[str, Any]:
+    def certify(self, sampler: PointSampler, n0: int, n: int, alpha: float, sequential: Any = None) -> dict[str, Any]:
+        require(sequential is None, "certify.sequential=true is implemented for method=gaussian only")
         top = int(np.argmax(sampler.counts(n0, PHASE_SELECT, temperature=self.temperature).numpy()))
         sums, alloc = self._estimate(sampler, n)
         if self.certificate == "componentwise":

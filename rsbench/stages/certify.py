@@ -10,7 +10,8 @@ from omegaconf import DictConfig
 
 from rsbench.analysis.curves import format_table, summary_table
 from rsbench.certify.bounds import max_certifiable_p
-from rsbench.errors import check_count, check_probability
+from rsbench.certify.sequential import SequentialSpec
+from rsbench.errors import check_count, check_positive, check_probability, require
 from rsbench.plot.certified_accuracy import plot_certified_accuracy
 from rsbench.stages.common import CONF_DIR, log, prepare_point_run, run_stage
 
@@ -23,12 +24,20 @@ def certify(cfg: DictConfig, out: Path) -> None:
     alpha = check_probability("certify.alpha", c.alpha)
     if max_certifiable_p(n, alpha) <= 0.5:
         log.warning("certify.n=%d is too small for alpha=%g: no point can be certified (all abstain)", n, alpha)
-    run = prepare_point_run(cfg, "certify", out, {"n0": n0, "n": n, "alpha": alpha})
+    sequential = None
+    if c.get("sequential", False):
+        require(c.max_radius is not None, "certify.sequential=true needs certify.max_radius=<radius to certify>")
+        sequential = SequentialSpec(check_count("certify.seq_n_min", c.seq_n_min),
+                                    check_positive("certify.max_radius", c.max_radius))
+    settings = {"n0": n0, "n": n, "alpha": alpha}
+    if sequential:
+        settings["sequential"] = {"n_min": sequential.n_min, "max_radius": sequential.max_radius}
+    run = prepare_point_run(cfg, "certify", out, settings)
     method = run.method
     if getattr(method, "warning", None):
         log.warning(method.warning)
     columns = BASE_COLUMNS + tuple(col for col in method.columns if col not in BASE_COLUMNS)
-    run.run(columns, lambda x, i: method.certify(run.sampler(x, i), n0, n, alpha))
+    run.run(columns, lambda x, i: method.certify(run.sampler(x, i), n0, n, alpha, sequential))
 
     df = pd.read_csv(run.csv_path)
     if "sound" in df and not df["sound"].astype(bool).all():
