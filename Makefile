@@ -71,8 +71,8 @@ mog-figures: mnist-models     ## MoG paper Fig. 1 and Fig. 2 on MNIST (paper and
 
 figures: reproduce-engine mog-figures   ## every paper figure that is implemented so far
 
-bench: install
-	@echo "no benchmark yet (issue: certification at the speed of the base model)"; exit 1
+bench: install                ## certify throughput vs the base model's raw forward throughput (docs/PERFORMANCE.md)
+	$(BIN)/python scripts/bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

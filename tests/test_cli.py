@@ -41,6 +41,7 @@ def test_certify_columns_determinism_and_batch_independence(tmp_path, tiny_model
     a = _certify(tmp_path / "a", model=tiny_model)
     b = _certify(tmp_path / "b", model=tiny_model)
     c = _certify(tmp_path / "c", "certify.batch=7", model=tiny_model)
+    auto = _certify(tmp_path / "auto", "certify.batch=auto", model=tiny_model)
     df = pd.read_csv(a)
     assert list(df.columns[:6]) == ["idx", "label", "predict", "radius", "correct", "time_s"]
     assert {"sound", "norm", "p_lower", "count", "sigma", "method", "certificate"} <= set(df.columns)
@@ -50,6 +51,7 @@ def test_certify_columns_determinism_and_batch_independence(tmp_path, tiny_model
     assert ((df["predict"] == df["label"]).astype(int) == df["correct"]).all()
     pd.testing.assert_frame_equal(read_rows(a), read_rows(b))
     pd.testing.assert_frame_equal(read_rows(a), read_rows(c))
+    pd.testing.assert_frame_equal(read_rows(a), read_rows(auto))
     # per-point seeding: the rows of a skip=100 run are a subset of the skip=50 run
     d = _certify(tmp_path / "d", "certify.skip=100", model=tiny_model)
     pd.testing.assert_frame_equal(read_rows(d), read_rows(a)[read_rows(a)["idx"] % 100 == 0].reset_index(drop=True))

@@ -1,0 +1,135 @@
+"""`make bench`: certification throughput next to the base model's own batched inference throughput.
+
+For each model (MNIST MLP 784-200-10, MNIST CNN, CIFAR ResNet-20), measured side by side in one run:
+  limit    raw batched forward throughput at the best batch size (samples/s), inputs already in memory
+  certify  rsbench's Monte Carlo counting (class_counts: seeded noise drawn into a buffer + forward +
+           counts), base-model evaluations/s at that batch size
+  ratio    certify / limit (1.0 = certification costs nothing beyond the forward passes)
+  peak MB  peak resident memory of the process while certifying (reset before each measurement)
+The MLP is also measured with the linear pushforward sampler (its own row). Each number is the
+median of --repeats runs, with the min-max spread. Writes outputs/bench/bench.csv and bench.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from rsbench.certify.pushforward import LinearPushforward
+from rsbench.certify.sampling import class_counts
+from rsbench.data.registry import DatasetSpec
+from rsbench.models import build_model
+from rsbench.noise import GaussianNoise
+
+MNIST = DatasetSpec("mnist", "mnist", (1, 28, 28), 10, (0.1307,), (0.3081,))
+CIFAR = DatasetSpec("cifar10", "cifar10", (3, 32, 32), 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+MODELS = {
+    "mnist_mlp_784-200-10": ("mlp", MNIST, {"widths": [200]}),
+    "mnist_cnn": ("cnn", MNIST, {}),
+    "cifar_resnet20": ("cifar_resnet", CIFAR, {"depth": 20}),
+}
+
+
+def _peak_mb_reset() -> None:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (Linux)
+    except OSError:
+        pass
+
+
+def _peak_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _rate(fn, samples: int, min_time: float) -> float:
+    """samples/s of fn(), repeated until min_time seconds have passed (after one warm-up call)."""
+    fn()
+    reps, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        reps += 1
+        dt = time.perf_counter() - t0
+        if dt >= min_time:
+            return samples * reps / dt
+
+
+@torch.inference_mode()
+def raw_limit(model, spec, batches, min_time) -> tuple[int, float]:
+    """Best batch size and its forward throughput on inputs already in memory."""
+    best = (0, 0.0)
+    for b in batches:
+        x = torch.rand(b, *spec.shape)
+        rate = _rate(lambda x=x: model(x).argmax(1), b, min_time)
+        best = max(best, (b, rate), key=lambda t: t[1])
+    return best
+
+
+def certify_rate(model, spec, batch, n, min_time, pushforward=None) -> tuple[float, float]:
+    x = torch.rand(spec.shape)
+    noise = GaussianNoise(0.25)
+    _peak_mb_reset()
+    rate = _rate(lambda: class_counts(model, noise, x, n, spec.num_classes, batch, 0, (0, 1),
+                                      pushforward=pushforward), n, min_time)
+    return rate, _peak_mb()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--min-time", type=float, default=1.0, help="seconds per timed measurement")
+    ap.add_argument("--out", type=Path, default=Path("outputs/bench"))
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    rows = []
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, repeats={args.repeats}")
+    for name, (arch, spec, params) in MODELS.items():
+        model = build_model(arch, spec, params).eval()
+        candidates = [100, 200, 500, 1000, 2000, 4000] if arch == "mlp" else [100, 200, 400, 800]
+        batch, _ = raw_limit(model, spec, candidates, args.min_time / 2)
+        n = 20 * batch
+        variants = [("direct", None)]
+        if LinearPushforward.applies(model):
+            variants.append(("pushforward", LinearPushforward(model)))
+        limits, certs = [], {v: [] for v, _ in variants}
+        peaks = {v: [] for v, _ in variants}
+        for _ in range(args.repeats):  # interleaved, so drift in machine load hits every column alike
+            limits.append(raw_limit(model, spec, [batch], args.min_time)[1])
+            for v, pf in variants:
+                rate, peak = certify_rate(model, spec, batch, n, args.min_time, pf)
+                certs[v].append(rate)
+                peaks[v].append(peak)
+        for v, _ in variants:
+            ratios = [c / lim for c, lim in zip(certs[v], limits, strict=True)]
+            rows.append({
+                "model": name, "sampler": v, "batch": batch,
+                "limit_samples_s": statistics.median(limits), "limit_spread": f"{min(limits):.0f}-{max(limits):.0f}",
+                "certify_samples_s": statistics.median(certs[v]),
+                "certify_spread": f"{min(certs[v]):.0f}-{max(certs[v]):.0f}",
+                "ratio": statistics.median(ratios), "ratio_spread": f"{min(ratios):.2f}-{max(ratios):.2f}",
+                "peak_mb": max(peaks[v]),
+            })
+            print(f"{name:22s} {v:11s} batch {batch:5d}  limit {rows[-1]['limit_samples_s']:10.0f}/s  "
+                  f"certify {rows[-1]['certify_samples_s']:10.0f}/s  ratio {rows[-1]['ratio']:.2f} "
+                  f"[{rows[-1]['ratio_spread']}]  peak {rows[-1]['peak_mb']:.0f} MB")
+    df = pd.DataFrame(rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(args.out / "bench.csv", index=False)
+    cols = list(df.columns)
+    md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in df.iterrows():
+        md.append("| " + " | ".join(f"{v:.0f}" if isinstance(v, float) and c != "ratio" else
+                                     (f"{v:.2f}" if c == "ratio" else str(v)) for c, v in r.items()) + " |")
+    (args.out / "bench.md").write_text("\n".join(md) + "\n")
+    print(f"\nwrote {args.out / 'bench.csv'} and {args.out / 'bench.md'}")
+
+
+if __name__ == "__main__":
+    main()
