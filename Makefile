@@ -7,7 +7,7 @@ TORCH   ?= torch==2.14.1 torchvision==0.29.1
 # Real datasets (MNIST, CIFAR-10 sample) for the reproductions; the demo and tests need none.
 export RSBENCH_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install demo test test-slow lint figures reproduce-engine mnist-models mog-figures slurm-test bench clean
+.PHONY: install demo test test-slow lint figures reproduce-engine mnist-models mog-figures slurm-test bench perf-sequential clean
 
 install: $(VENV)/.installed
 
@@ -70,6 +70,15 @@ mog-figures: mnist-models     ## MoG paper Fig. 1 and Fig. 2 on MNIST (paper and
 		"title='MoG RS on MNIST, K = 10, sigma_max = 1 ($(SCALE) scale)'"
 
 figures: reproduce-engine mog-figures   ## every paper figure that is implemented so far
+
+MLP_CKPT := outputs/train/experiment-cohen_mnist__model-mlp/model.pt
+perf-sequential: install      ## sequential vs fixed-n certification, 500 MNIST points, n_max = 100,000 (docs/PERFORMANCE.md)
+	$(RS) train experiment=cohen_mnist model=mlp
+	$(RS) certify experiment=cohen_mnist model=mlp model.checkpoint=$(MLP_CKPT) certify.n=100000 \
+		hydra.run.dir=outputs/perf/fixed_n
+	$(RS) certify experiment=cohen_mnist model=mlp model.checkpoint=$(MLP_CKPT) certify.n=100000 \
+		certify.sequential=true certify.max_radius=0.75 hydra.run.dir=outputs/perf/sequential
+	$(BIN)/python scripts/compare_sequential.py outputs/perf/fixed_n outputs/perf/sequential
 
 bench: install                ## certify throughput vs the base model's raw forward throughput (docs/PERFORMANCE.md)
 	$(BIN)/python scripts/bench.py
