@@ -63,22 +63,24 @@ def _rate(fn, samples: int, min_time: float) -> float:
 
 
 @torch.inference_mode()
-def raw_limit(model, spec, batches, min_time) -> tuple[int, float]:
+def raw_limit(model, spec, batches, min_time, channels_last=False) -> tuple[int, float]:
     """Best batch size and its forward throughput on inputs already in memory."""
     best = (0, 0.0)
     for b in batches:
         x = torch.rand(b, *spec.shape)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         rate = _rate(lambda x=x: model(x).argmax(1), b, min_time)
         best = max(best, (b, rate), key=lambda t: t[1])
     return best
 
 
-def certify_rate(model, spec, batch, n, min_time, pushforward=None) -> tuple[float, float]:
+def certify_rate(model, spec, batch, n, min_time, pushforward=None, channels_last=False) -> tuple[float, float]:
     x = torch.rand(spec.shape)
     noise = GaussianNoise(0.25)
     _peak_mb_reset()
     rate = _rate(lambda: class_counts(model, noise, x, n, spec.num_classes, batch, 0, (0, 1),
-                                      pushforward=pushforward), n, min_time)
+                                      pushforward=pushforward, channels_last=channels_last), n, min_time)
     return rate, _peak_mb()
 
 
@@ -93,8 +95,12 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, repeats={args.repeats}")
     for name, (arch, spec, params) in MODELS.items():
         model = build_model(arch, spec, params).eval()
+        # convolutional models: the limit is the faster memory order (channels-last here), which certify uses too
+        cl = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+        if cl:
+            model = model.to(memory_format=torch.channels_last)
         candidates = [100, 200, 500, 1000, 2000, 4000] if arch == "mlp" else [100, 200, 400, 800]
-        batch, _ = raw_limit(model, spec, candidates, args.min_time / 2)
+        batch, _ = raw_limit(model, spec, candidates, args.min_time / 2, cl)
         n = 20 * batch
         variants = [("direct", None)]
         if LinearPushforward.applies(model):
@@ -102,16 +108,16 @@ def main() -> None:
         limits, certs = [], {v: [] for v, _ in variants}
         peaks = {v: [] for v, _ in variants}
         for _ in range(args.repeats):  # interleaved, so drift in machine load hits every column alike
-            limits.append(raw_limit(model, spec, [batch], args.min_time)[1])
+            limits.append(raw_limit(model, spec, [batch], args.min_time, cl)[1])
             for v, pf in variants:
-                rate, peak = certify_rate(model, spec, batch, n, args.min_time, pf)
+                rate, peak = certify_rate(model, spec, batch, n, args.min_time, pf, cl)
                 certs[v].append(rate)
                 peaks[v].append(peak)
-        big_peak = {v: certify_rate(model, spec, batch, 10 * n, args.min_time, pf)[1] for v, pf in variants}
+        big_peak = {v: certify_rate(model, spec, batch, 10 * n, args.min_time, pf, cl)[1] for v, pf in variants}
         for v, _ in variants:
             ratios = [c / lim for c, lim in zip(certs[v], limits, strict=True)]
             rows.append({
-                "model": name, "sampler": v, "batch": batch,
+                "model": name, "sampler": v, "memory_format": "channels_last" if cl else "-", "batch": batch,
                 "limit_samples_s": statistics.median(limits), "limit_spread": f"{min(limits):.0f}-{max(limits):.0f}",
                 "certify_samples_s": statistics.median(certs[v]),
                 "certify_spread": f"{min(certs[v]):.0f}-{max(certs[v]):.0f}",

@@ -49,3 +49,16 @@ def test_noise_moments() -> None:
     assert s.shape == (20_000, 3, 4, 4)
     eps = (s - x).flatten()
     assert abs(float(eps.mean())) < 0.003 and abs(float(eps.std()) - 0.3) < 0.003
+
+
+def test_channels_last_gives_the_same_counts() -> None:
+    from rsbench.data.registry import DatasetSpec
+    from rsbench.models import build_model
+
+    spec = DatasetSpec("m", "mnist", (1, 28, 28), 10, (0.1,), (0.3,))
+    torch.manual_seed(0)
+    model = build_model("cnn", spec).eval()
+    x = torch.rand(spec.shape)
+    ref = class_counts(model, GaussianNoise(0.5), x, 600, 10, 200, 0, (1,))
+    cl = model.to(memory_format=torch.channels_last)
+    assert torch.equal(class_counts(cl, GaussianNoise(0.5), x, 600, 10, 200, 0, (1,), channels_last=True), ref)

@@ -17,7 +17,8 @@ BLOCK = 100  # samples per seeded noise block; forward batches are whole blocks 
 @torch.inference_mode()
 def class_counts(model: nn.Module, noise: Noise, x: torch.Tensor, n: int, num_classes: int,
                  batch: int, seed: int, key: tuple[int, ...], temperature: float | None = None,
-                 pushforward: LinearPushforward | None = None, start: int = 0) -> torch.Tensor:
+                 pushforward: LinearPushforward | None = None, start: int = 0,
+                 channels_last: bool = False) -> torch.Tensor:
     """Sum over n draws eps_i of the base classifier's output at x + eps_i, one entry per class.
 
     Hard smoothing (``temperature=None``): class counts of argmax f(x + eps_i), int64.
@@ -32,6 +33,8 @@ def class_counts(model: nn.Module, noise: Noise, x: torch.Tensor, n: int, num_cl
 
     ``start`` (a multiple of BLOCK) skips the first draws of the stream: counts over draws
     [start, start + n) are the increment a sequential test adds to counts over [0, start).
+    ``channels_last``: feed image batches to the model in channels-last memory order (the noise itself
+    is drawn in the default order, so the samples are the same).
     """
     if start % BLOCK:
         raise ValueError(f"start={start} must be a multiple of {BLOCK}")
@@ -62,7 +65,12 @@ def class_counts(model: nn.Module, noise: Noise, x: torch.Tensor, n: int, num_cl
             j += 1
         for lo in range(0, m, batch):
             hi = min(m, lo + batch)
-            logits = pushforward.logits(h0, scales[lo:hi], buf[lo:hi]) if use_pf else model(buf[lo:hi])
+            if use_pf:
+                logits = pushforward.logits(h0, scales[lo:hi], buf[lo:hi])
+            elif channels_last:
+                logits = model(buf[lo:hi].contiguous(memory_format=torch.channels_last))
+            else:
+                logits = model(buf[lo:hi])
             if temperature is None:
                 total += torch.bincount(logits.argmax(dim=1), minlength=num_classes)
             else:
@@ -86,11 +94,13 @@ class PointSampler:
     batch: int
     seed: int
     pushforward: LinearPushforward | None = None
+    channels_last: bool = False
 
     def counts(self, num: int, phase: int, noise: Noise | None = None, stream: tuple[int, ...] = (),
                temperature: float | None = None, start: int = 0) -> torch.Tensor:
         return class_counts(self.model, noise or self.noise, self.x, num, self.num_classes, self.batch,
-                            self.seed, (self.idx, phase, *stream), temperature, self.pushforward, start)
+                            self.seed, (self.idx, phase, *stream), temperature, self.pushforward, start,
+                            self.channels_last)
 
     def hard(self, num: int, phase: int) -> torch.Tensor:
         """Class counts under the method's own noise (the CountsFn of Cohen's algorithms)."""

@@ -185,13 +185,14 @@ class PointRun:
     batch: int
     seed: int
     pushforward: Any = None
+    channels_last: bool = False
 
     def sampler(self, x: torch.Tensor, idx: int) -> Any:
         """Monte Carlo access to test point ``idx`` under the method's noise (seeded per point)."""
         from rsbench.certify.sampling import PointSampler
 
         return PointSampler(self.model, self.method.noise, x, idx, self.spec.num_classes, self.batch, self.seed,
-                            self.pushforward)
+                            self.pushforward, self.channels_last)
 
     def run(self, columns: tuple[str, ...], evaluate: Callable[[torch.Tensor, int], dict[str, Any]]) -> None:
         run_points(self.csv_path, columns, self.indices, self.test_ds, self.spec, self.device,
@@ -226,15 +227,24 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
                        "method": plain(cfg.method), **settings, "seed": int(cfg.seed)},
                       bool(section.overwrite))
     write_plan(out / f"{stage}.plan.json", selection, shard, num_shards, indices)
+    channels_last = _use_channels_last(model, spec, section.get("channels_last", "auto"))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     if batch == "auto":
-        batch = fastest_batch(model, spec, device)
+        batch = fastest_batch(model, spec, device, channels_last)
         log.info("%s.batch=auto: %d samples per forward pass", stage, batch)
     return PointRun(method, device, test_ds, spec, indices, model, meta, csv_path, batch, int(cfg.seed),
-                    _pushforward(model, section.get("pushforward", "auto")))
+                    _pushforward(model, section.get("pushforward", "auto")), channels_last)
+
+
+def _use_channels_last(model: torch.nn.Module, spec: DatasetSpec, mode: str) -> bool:
+    """'auto': channels-last memory order for convolutional models on image inputs (2x faster convs here)."""
+    require(mode in ("auto", "off"), f"channels_last={mode!r} is invalid; valid values: auto, off")
+    return mode == "auto" and len(spec.shape) == 3 and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
 
 
 @torch.inference_mode()
-def fastest_batch(model: torch.nn.Module, spec: DatasetSpec, device: torch.device,
+def fastest_batch(model: torch.nn.Module, spec: DatasetSpec, device: torch.device, channels_last: bool = False,
                   candidates: tuple[int, ...] = (100, 200, 400, 800, 1600), budget_s: float = 0.15) -> int:
     """The forward batch size with the highest throughput for this model here (a short probe per size).
 
@@ -245,6 +255,8 @@ def fastest_batch(model: torch.nn.Module, spec: DatasetSpec, device: torch.devic
     best, best_rate = candidates[0], 0.0
     for b in candidates:
         x = torch.rand(b, *spec.shape, device=device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         model(x)  # warm-up
         reps, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < budget_s:
