@@ -7,7 +7,7 @@ TORCH   ?= torch==2.14.1 torchvision==0.29.1
 # Real datasets (MNIST, CIFAR-10 sample) for the reproductions; the demo and tests need none.
 export RSBENCH_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install demo test test-slow lint figures reproduce-engine mnist-models mog-figures slurm-test bench perf-sequential clean
+.PHONY: install demo test test-slow lint figures reproduce-engine mnist-models mog-figures slurm-test bench perf-sequential smoke-cifar clean
 
 install: $(VENV)/.installed
 
@@ -68,6 +68,16 @@ mog-figures: mnist-models     ## MoG paper Fig. 1 and Fig. 2 on MNIST (paper and
 		"title='MoG RS on MNIST (CNN trained at sigma_max; $(SCALE) scale)'"
 	$(RS) plot figure=mog_fig2 runs=[$(FIG)/mog/fig2] hydra.run.dir=$(FIG)/mog \
 		"title='MoG RS on MNIST, K = 10, sigma_max = 1 ($(SCALE) scale)'"
+
+SMOKE := outputs/smoke
+smoke-cifar: install          ## CIFAR-10 configs of the MoG figures end to end on stand-in data: a SMOKE run, not a result
+	$(RS) train dataset=standin_cifar10 model=cifar_resnet sigma=0.5 train.epochs=1 hydra.run.dir=$(SMOKE)/cifar_train
+	$(RS) certify -m dataset=standin_cifar10 model=cifar_resnet method=mog K=1,10 method.certificate=paper,componentwise \
+		certify.n=500 certify.skip=20 model.checkpoint=$(SMOKE)/cifar_train/model.pt hydra.sweep.dir=$(SMOKE)/cifar_mog
+	$(RS) certify -m dataset=cifar10_sample model=cifar_resnet method=mog K=10 method.certificate=paper,componentwise \
+		certify.n=500 certify.skip=10 model.checkpoint=$(SMOKE)/cifar_train/model.pt hydra.sweep.dir=$(SMOKE)/cifar_sample_mog
+	$(RS) plot figure=mog_fig1 runs=[$(SMOKE)/cifar_mog] hydra.run.dir=$(SMOKE) \
+		"title='SMOKE RUN on synthetic stand-in CIFAR-10 data - not a result'"
 
 figures: reproduce-engine mog-figures   ## every paper figure that is implemented so far
 
