@@ -49,7 +49,9 @@ def class_counts(model: nn.Module, noise: Noise, x: torch.Tensor, n: int, num_cl
         buf = torch.empty((min(per_forward, n), pushforward.hidden), device=x.device, dtype=x.dtype)
         scales = torch.empty(len(buf), device=x.device, dtype=x.dtype)
     else:
-        buf = torch.empty((min(per_forward, n), *x.shape), device=x.device, dtype=x.dtype)
+        # With one channel, channels-last order is the default order: allocate it so, and skip the copy.
+        fmt = torch.channels_last if channels_last and x.dim() == 3 and x.shape[0] == 1 else torch.contiguous_format
+        buf = torch.empty((min(per_forward, n), *x.shape), device=x.device, dtype=x.dtype, memory_format=fmt)
     j = 0
     while j < n_blocks:
         m = 0
@@ -67,7 +69,7 @@ def class_counts(model: nn.Module, noise: Noise, x: torch.Tensor, n: int, num_cl
             hi = min(m, lo + batch)
             if use_pf:
                 logits = pushforward.logits(h0, scales[lo:hi], buf[lo:hi])
-            elif channels_last:
+            elif channels_last and fmt is not torch.channels_last:
                 logits = model(buf[lo:hi].contiguous(memory_format=torch.channels_last))
             else:
                 logits = model(buf[lo:hi])

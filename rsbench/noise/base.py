@@ -27,7 +27,7 @@ class ScaledGaussian:
         """out <- x + s_i z_i for each row i of ``out``; returns ``out``."""
         s = self.scales(len(out), generator, out.device, out.dtype)
         out.normal_(generator=generator)
-        return out.mul_(s.view(-1, *([1] * x.dim()))).add_(x)
+        return torch.addcmul(x, s.view(-1, *([1] * x.dim())), out, out=out)  # one pass: x + s * z
 
     def sample(self, x: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
         return self.fill(torch.empty((n, *x.shape), device=x.device, dtype=x.dtype), x, generator)
