@@ -31,6 +31,7 @@ def _fails(tmp_path, capsys, args, pattern, code=2):
     ("certify.skip=0", r"skip=0 is invalid"),
     ("certify.batch=0", r"certify.batch=0 is invalid"),
     ("device=tpu", r"device='tpu' is invalid"),
+    ("K=3", r"K=3 is a parameter of method=mog; add method=mog"),
 ])
 def test_bad_values(tmp_path, capsys, override, pattern) -> None:
     err = _fails(tmp_path, capsys, ["certify", *TINY_CERTIFY, override], pattern)

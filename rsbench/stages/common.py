@@ -209,6 +209,8 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
     from rsbench.results import check_fingerprint
 
     section = cfg[stage]
+    require(cfg.get("K") is None or cfg.method.get("K") is not None,
+            f"K={cfg.get('K')} is a parameter of method=mog; add method=mog (current method: {cfg.method.name})")
     batch = section.batch if section.batch == "auto" else check_count(f"{stage}.batch", section.batch)
     method = make_method(plain(cfg.method))
     device = select_device(cfg.device)
