@@ -107,3 +107,20 @@ def test_subprocess_exit_code_and_message(tmp_path) -> None:
     assert res.stderr.strip().splitlines()[-1] == ("rsbench certify: error: sigma=-0.5 is invalid: "
                                                    "it must be a finite number > 0")
     assert not (tmp_path / "certify").exists()
+
+
+def test_failure_before_the_first_row_leaves_nothing(tmp_path, capsys, tiny_model) -> None:
+    """Validation of late options and data errors at the first point both clean the run dir."""
+    _fails(tmp_path, capsys, ["certify", *TINY_CERTIFY, "certify.pushforward=maybe", f"model.checkpoint={tiny_model}"],
+           "certify.pushforward='maybe' is invalid; valid values: auto, off")
+    _fails(tmp_path, capsys, ["certify", *TINY_CERTIFY, "certify.channels_last=yes", f"model.checkpoint={tiny_model}"],
+           "certify.channels_last='yes' is invalid")
+
+
+def test_bookkeeping_files_are_told_apart_from_results(tmp_path) -> None:
+    from rsbench.stages.common import _is_bookkeeping
+    csv = tmp_path / "certify.csv"
+    csv.write_text("idx,label,predict\n")
+    assert _is_bookkeeping(csv, "certify") and _is_bookkeeping(tmp_path / "certify.plan.json", "certify")
+    csv.write_text("idx,label,predict\n0,1,1\n")
+    assert not _is_bookkeeping(csv, "certify") and not _is_bookkeeping(tmp_path / "model.pt", "certify")

@@ -58,11 +58,20 @@ def run_stage(stage: str, body: Callable[[DictConfig, Path], None], cfg: DictCon
         body(cfg, out)
     except RsbenchError as exc:
         print(f"rsbench {stage}: error: {exc}", file=sys.stderr, flush=True)
-        bookkeeping = {".hydra", f"{stage}.log"}
-        if out.is_dir() and all(p.name in bookkeeping for p in out.iterdir()):
+        if out.is_dir() and all(_is_bookkeeping(p, stage) for p in out.iterdir()):
             shutil.rmtree(out, ignore_errors=True)
             _remove_empty_parents(out, Path(str(cfg.get("outputs_dir", "outputs"))))
         sys.exit(2)
+
+
+def _is_bookkeeping(path: Path, stage: str) -> bool:
+    """Files a run dir holds before its first result row: Hydra's config and log, our fingerprint and plan,
+    and a results CSV with nothing but its header."""
+    if path.name in {".hydra", f"{stage}.log", f"{stage}.fingerprint.json", f"{stage}.plan.json"}:
+        return True
+    if path.name == f"{stage}.csv":
+        return len(path.read_bytes().splitlines()) <= 1
+    return False
 
 
 def _remove_empty_parents(path: Path, root: Path) -> None:
@@ -212,6 +221,9 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
     require(cfg.get("K") is None or cfg.method.get("K") is not None,
             f"K={cfg.get('K')} is a parameter of method=mog; add method=mog (current method: {cfg.method.name})")
     batch = section.batch if section.batch == "auto" else check_count(f"{stage}.batch", section.batch)
+    for key in ("channels_last", "pushforward"):
+        require(section.get(key, "auto") in ("auto", "off"),
+                f"{stage}.{key}={section.get(key)!r} is invalid; valid values: auto, off")
     method = make_method(plain(cfg.method))
     device = select_device(cfg.device)
     test_ds, spec = dataset_split(cfg, "test")
@@ -241,7 +253,6 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
 
 def _use_channels_last(model: torch.nn.Module, spec: DatasetSpec, mode: str) -> bool:
     """'auto': channels-last memory order for convolutional models on image inputs (2x faster convs here)."""
-    require(mode in ("auto", "off"), f"channels_last={mode!r} is invalid; valid values: auto, off")
     return mode == "auto" and len(spec.shape) == 3 and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
 
 
@@ -274,7 +285,6 @@ def _pushforward(model: NormalizedModel, mode: str) -> Any:
     """The linear-first-layer sampler when ``mode`` is 'auto' and the model allows it, else None."""
     from rsbench.certify.pushforward import LinearPushforward
 
-    require(mode in ("auto", "off"), f"pushforward={mode!r} is invalid; valid values: auto, off")
     if mode == "auto" and LinearPushforward.applies(model):
         log.info("linear first layer: drawing its output directly (pushforward sampler, same distribution)")
         return LinearPushforward(model)
