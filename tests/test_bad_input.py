@@ -8,7 +8,8 @@ import torch
 from conftest import CERTIFY_SETTINGS, TINY_CERTIFY, run_cli, run_cli_subprocess
 from rsbench.data.registry import DatasetSpec, TensorImages
 from rsbench.errors import RsbenchError
-from rsbench.stages.common import run_points, select_indices
+from rsbench.stages.common import select_indices
+from rsbench.stages.points import run_points
 
 
 def _fails(tmp_path, capsys, args, pattern, code=2):

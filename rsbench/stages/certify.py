@@ -13,7 +13,8 @@ from rsbench.certify.bounds import max_certifiable_p
 from rsbench.certify.sequential import SequentialSpec
 from rsbench.errors import check_count, check_positive, check_probability, require
 from rsbench.plot.certified_accuracy import plot_certified_accuracy
-from rsbench.stages.common import CONF_DIR, log, prepare_point_run, run_stage
+from rsbench.stages.common import CONF_DIR, log, run_stage
+from rsbench.stages.points import prepare_point_run
 
 BASE_COLUMNS = ("idx", "label", "predict", "radius", "correct", "time_s")
 

@@ -8,7 +8,6 @@ import logging
 import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from rsbench.data import DatasetSpec, load_split
 from rsbench.errors import RsbenchError, check_count, require
 from rsbench.models.checkpoint import load_model, load_weights_file, save_checkpoint
 from rsbench.models.registry import NormalizedModel, build_model, full_params
-from rsbench.sharding import shard_indices, write_plan
 
 log = logging.getLogger("rsbench")
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -174,153 +172,3 @@ def select_indices(total: int, skip: int, max_index: int) -> list[int]:
     require(isinstance(max_index, int) and max_index >= -1, f"max={max_index!r} is invalid: use -1 or >= 0")
     stop = total if max_index < 0 else min(total, max_index)
     return list(range(0, stop, skip))
-
-
-MODEL_FINGERPRINT_KEYS = ("arch", "params", "checkpoint", "weights_file", "train_noise_sigma", "clean_acc")
-
-
-@dataclass
-class PointRun:
-    """A validated per-test-point stage (certify, predict): method, data, model and results file."""
-
-    method: Any
-    device: torch.device
-    test_ds: Any
-    spec: DatasetSpec
-    indices: list[int]
-    model: NormalizedModel
-    meta: dict[str, Any]
-    csv_path: Path
-    batch: int
-    seed: int
-    pushforward: Any = None
-    channels_last: bool = False
-
-    def sampler(self, x: torch.Tensor, idx: int) -> Any:
-        """Monte Carlo access to test point ``idx`` under the method's noise (seeded per point)."""
-        from rsbench.certify.sampling import PointSampler
-
-        return PointSampler(self.model, self.method.noise, x, idx, self.spec.num_classes, self.batch, self.seed,
-                            self.pushforward, self.channels_last)
-
-    def run(self, columns: tuple[str, ...], evaluate: Callable[[torch.Tensor, int], dict[str, Any]]) -> None:
-        run_points(self.csv_path, columns, self.indices, self.test_ds, self.spec, self.device,
-                   f"{self.csv_path.stem} {self.method.label()}", evaluate)
-
-
-def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str, Any]) -> PointRun:
-    """Validate ``cfg.<stage>``, build method, data and model, and open ``<stage>.csv`` for resuming.
-
-    ``settings`` (already validated Monte Carlo settings, e.g. n0, n, alpha) join the method, dataset,
-    model and seed in the fingerprint that a resumed run dir must match.
-    """
-    from rsbench.methods import make_method
-    from rsbench.results import check_fingerprint
-
-    section = cfg[stage]
-    require(cfg.get("K") is None or cfg.method.get("K") is not None,
-            f"K={cfg.get('K')} is a parameter of method=mog; add method=mog (current method: {cfg.method.name})")
-    batch = section.batch if section.batch == "auto" else check_count(f"{stage}.batch", section.batch)
-    for key in ("channels_last", "pushforward"):
-        require(section.get(key, "auto") in ("auto", "off"),
-                f"{stage}.{key}={section.get(key)!r} is invalid; valid values: auto, off")
-    method = make_method(plain(cfg.method))
-    device = select_device(cfg.device)
-    test_ds, spec = dataset_split(cfg, "test")
-    selection = {"dataset": spec.name, "total": len(test_ds), "skip": section.skip, "max": section.max}
-    shard, num_shards = section.get("shard", 0), section.get("num_shards", 1)
-    indices = shard_indices(select_indices(len(test_ds), section.skip, section.max), shard, num_shards)
-    if spec.stand_in:
-        log.warning("dataset %s is synthetic stand-in data: this is a smoke run, not a result", spec.name)
-    model, meta = resolve_model(cfg, spec, method.train_sigma, device)
-    csv_path = out / f"{stage}.csv"
-    if section.overwrite and csv_path.exists():
-        csv_path.unlink()
-    check_fingerprint(out / f"{stage}.fingerprint.json",
-                      {"dataset": plain(cfg.dataset), "model": {k: meta.get(k) for k in MODEL_FINGERPRINT_KEYS},
-                       "method": plain(cfg.method), **settings, "seed": int(cfg.seed)},
-                      bool(section.overwrite))
-    write_plan(out / f"{stage}.plan.json", selection, shard, num_shards, indices)
-    channels_last = _use_channels_last(model, spec, section.get("channels_last", "auto"))
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if batch == "auto":
-        batch = fastest_batch(model, spec, device, channels_last)
-        log.info("%s.batch=auto: %d samples per forward pass", stage, batch)
-    return PointRun(method, device, test_ds, spec, indices, model, meta, csv_path, batch, int(cfg.seed),
-                    _pushforward(model, section.get("pushforward", "auto")), channels_last)
-
-
-def _use_channels_last(model: torch.nn.Module, spec: DatasetSpec, mode: str) -> bool:
-    """'auto': channels-last memory order for convolutional models on image inputs (2x faster convs here)."""
-    return mode == "auto" and len(spec.shape) == 3 and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
-
-
-@torch.inference_mode()
-def fastest_batch(model: torch.nn.Module, spec: DatasetSpec, device: torch.device, channels_last: bool = False,
-                  candidates: tuple[int, ...] = (100, 200, 400, 800, 1600), budget_s: float = 0.15) -> int:
-    """The forward batch size with the highest throughput for this model here (a short probe per size).
-
-    Results do not depend on the batch size (noise is seeded per block), only speed does.
-    """
-    import time
-
-    best, best_rate = candidates[0], 0.0
-    for b in candidates:
-        x = torch.rand(b, *spec.shape, device=device)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        model(x)  # warm-up
-        reps, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < budget_s:
-            model(x).argmax(1)
-            reps += 1
-        rate = reps * b / (time.perf_counter() - t0)
-        if rate > best_rate:
-            best, best_rate = b, rate
-    return best
-
-
-def _pushforward(model: NormalizedModel, mode: str) -> Any:
-    """The linear-first-layer sampler when ``mode`` is 'auto' and the model allows it, else None."""
-    from rsbench.certify.pushforward import LinearPushforward
-
-    if mode == "auto" and LinearPushforward.applies(model):
-        log.info("linear first layer: drawing its output directly (pushforward sampler, same distribution)")
-        return LinearPushforward(model)
-    return None
-
-
-def run_points(csv_path: Path, columns: tuple[str, ...], indices: list[int], test_ds: Any,
-               spec: DatasetSpec, device: torch.device, desc: str,
-               evaluate: Callable[[torch.Tensor, int], dict[str, Any]]) -> None:
-    """Evaluate each test index not yet in ``csv_path`` and append its row (flushed) as it is produced.
-
-    ``evaluate(x, idx)`` returns the method's fields including ``predict``; ``idx``, ``label``,
-    ``correct`` and ``time_s`` are added here. A tqdm bar shows progress and running accuracy.
-    """
-    import time
-
-    from rsbench.models.registry import check_input
-    from rsbench.progress import progress
-    from rsbench.results import ResultsCSV
-
-    with ResultsCSV(csv_path, columns) as results:
-        done = results.open()
-        todo = [i for i in indices if i not in done]
-        if len(todo) < len(indices):
-            log.info("resuming %s: %d of %d points already done", csv_path, len(indices) - len(todo),
-                     len(indices))
-        right = 0
-        bar = progress(todo, desc=desc, unit="pt")
-        for k, i in enumerate(bar, start=1):
-            x, label = test_ds[i]
-            check_input(x, spec, f"test point {i}")
-            t0 = time.perf_counter()
-            row = evaluate(x.to(device), i)
-            row.update(idx=i, label=int(label), correct=int(row["predict"] == int(label)),
-                       time_s=time.perf_counter() - t0)
-            results.append(row)
-            right += row["correct"]
-            bar.set_postfix(acc=f"{right / k:.3f}", refresh=False)
-        bar.close()

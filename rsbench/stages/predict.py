@@ -9,7 +9,8 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from rsbench.errors import check_count, check_probability
-from rsbench.stages.common import CONF_DIR, prepare_point_run, run_stage
+from rsbench.stages.common import CONF_DIR, run_stage
+from rsbench.stages.points import prepare_point_run
 
 COLUMNS = ("idx", "label", "predict", "correct", "time_s", "method", "sigma", "n", "alpha",
            "count_a", "count_b", "pvalue")
