@@ -33,6 +33,17 @@ def gaussian_l2_radius(p_lower: float, sigma: float, p_runner_upper: float | Non
     return float(sigma / 2.0 * (norm.ppf(p_lower) - norm.ppf(p_b)))
 
 
+def idrs_radius(p_lower: float, p_runner_upper: float, lipschitz: float) -> float:
+    """IDRS Theorem 3: R = 1/(2L) (Phi^-1(g_y_lower) - Phi^-1(g_y'_upper)), 0 when not positive.
+
+    L is eq. (5)'s Lipschitz constant of Phi^-1(g_i) (rsbench.certify.lipschitz.idrs_lipschitz); the
+    scores must lie in [p_min, 1 - p_min]. With L = 1/sigma (Lip(sigma) = 0) it is exactly the soft
+    Gaussian radius :func:`gaussian_l2_radius` (Remark 1), which is how it is computed.
+    """
+    check_positive("lipschitz", lipschitz)
+    return gaussian_l2_radius(p_lower, 1.0 / lipschitz, p_runner_upper)
+
+
 def mog_paper_radius(p_lower: float, sigmas: Sequence[float], p_runner_upper: float | None = None) -> float:
     """The MoG paper's Theorem 2: R = max_k sigma_k / 2 * (Phi^-1(p_A) - Phi^-1(p_B)).
 

@@ -18,11 +18,13 @@ BLOCK = 100  # samples per seeded noise block; forward batches are whole blocks 
 def class_counts(model: nn.Module, noise: Noise, x: torch.Tensor, n: int, num_classes: int,
                  batch: int, seed: int, key: tuple[int, ...], temperature: float | None = None,
                  pushforward: LinearPushforward | None = None, start: int = 0,
-                 channels_last: bool = False) -> torch.Tensor:
+                 channels_last: bool = False, squares: bool = False) -> torch.Tensor:
     """Sum over n draws eps_i of the base classifier's output at x + eps_i, one entry per class.
 
     Hard smoothing (``temperature=None``): class counts of argmax f(x + eps_i), int64.
     Soft smoothing: sums of softmax(f(x + eps_i) / temperature), float64; divide by n for the mean.
+    With ``squares`` (soft only) the result has two rows: the sums and the sums of squared scores
+    (for variance-adaptive bounds such as empirical Bernstein).
 
     Noise for samples [j*BLOCK, (j+1)*BLOCK) comes from a generator seeded by (seed, *key, j), so the
     result is the same for any ``batch``. Noisy inputs are written in place into one preallocated
@@ -38,8 +40,10 @@ def class_counts(model: nn.Module, noise: Noise, x: torch.Tensor, n: int, num_cl
     """
     if start % BLOCK:
         raise ValueError(f"start={start} must be a multiple of {BLOCK}")
+    if squares and temperature is None:
+        raise ValueError("squares=True needs soft smoothing (a temperature)")
     dtype = torch.long if temperature is None else torch.float64
-    total = torch.zeros(num_classes, dtype=dtype, device=x.device)
+    total = torch.zeros((2, num_classes) if squares else num_classes, dtype=dtype, device=x.device)
     per_forward = max(1, batch // BLOCK) * BLOCK
     first = start // BLOCK
     n_blocks = -(-n // BLOCK)
@@ -76,7 +80,12 @@ def class_counts(model: nn.Module, noise: Noise, x: torch.Tensor, n: int, num_cl
             if temperature is None:
                 total += torch.bincount(logits.argmax(dim=1), minlength=num_classes)
             else:
-                total += torch.softmax(logits.double() / temperature, dim=1).sum(dim=0)
+                probs = torch.softmax(logits.double() / temperature, dim=1)
+                if squares:
+                    total[0] += probs.sum(dim=0)
+                    total[1] += probs.square().sum(dim=0)
+                else:
+                    total += probs.sum(dim=0)
     return total.cpu()
 
 
@@ -99,10 +108,10 @@ class PointSampler:
     channels_last: bool = False
 
     def counts(self, num: int, phase: int, noise: Noise | None = None, stream: tuple[int, ...] = (),
-               temperature: float | None = None, start: int = 0) -> torch.Tensor:
+               temperature: float | None = None, start: int = 0, squares: bool = False) -> torch.Tensor:
         return class_counts(self.model, noise or self.noise, self.x, num, self.num_classes, self.batch,
                             self.seed, (self.idx, phase, *stream), temperature, self.pushforward, start,
-                            self.channels_last)
+                            self.channels_last, squares)
 
     def hard(self, num: int, phase: int) -> torch.Tensor:
         """Class counts under the method's own noise (the CountsFn of Cohen's algorithms)."""

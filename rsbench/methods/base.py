@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
 from rsbench.certify.sampling import PointSampler
+from rsbench.data.registry import DatasetSpec
 from rsbench.errors import RsbenchError
 from rsbench.noise.base import Noise
 from rsbench.registry import Registry
@@ -15,7 +21,10 @@ class Method(Protocol):
     """A smoothing method: its noise, the sigma its base model is trained with, and its certificate.
 
     ``certify`` returns the row fields beyond ``idx, label, correct, time_s``: at least ``predict``
-    (-1 = abstain), ``radius`` and every name in ``columns``.
+    (-1 = abstain), ``radius`` and every name in ``columns``. A method may also define
+    ``prepare(ctx: MethodContext) -> dict``: called once before the first point, it builds or loads the
+    method's own artefacts (e.g. the IDRS sigma network) and returns what identifies them (it joins the
+    run's fingerprint).
     """
 
     name: ClassVar[str]
@@ -33,6 +42,18 @@ class Method(Protocol):
                 sequential: Any = None) -> dict[str, Any]: ...
 
     def predict(self, sampler: PointSampler, n: int, alpha: float) -> dict[str, Any]: ...
+
+
+@dataclass
+class MethodContext:
+    """What a method's ``prepare`` may use: the full config, the base model, the data and the device."""
+
+    cfg: DictConfig
+    model: nn.Module
+    model_meta: dict[str, Any]
+    spec: DatasetSpec
+    device: torch.device
+    train_data: Callable[[], Any]  # loads the training split on demand
 
 
 METHODS: Registry[type] = Registry("method")

@@ -109,15 +109,18 @@ def model_choice(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
 def default_model_path(cfg: DictConfig, spec: DatasetSpec, arch: str, params: dict[str, Any],
                        sigma: float) -> Path:
     """Where the cached default model for (dataset, arch, params, sigma, seed, train settings) lives."""
+    train = plain(cfg.train)
+    if (train.get("attack") or {}).get("name", "none") == "none":
+        train.pop("attack", None)  # plain noise training: the same key as before attacks existed
     key = json.dumps({"dataset": spec.name, "arch": arch, "params": params, "sigma": sigma,
-                      "seed": cfg.seed, "train": plain(cfg.train)}, sort_keys=True)
+                      "seed": cfg.seed, "train": train}, sort_keys=True)
     digest = hashlib.sha1(key.encode()).hexdigest()[:10]
     return Path(cfg.outputs_dir) / "models" / f"{spec.name}-{arch}-sigma{sigma:g}-{digest}" / "model.pt"
 
 
 def train_and_save(cfg: DictConfig, arch: str, params: dict[str, Any], sigma: float, ckpt: Path,
                    device: torch.device, log_path: Path | None) -> dict[str, Any]:
-    """Train ``arch`` on the configured dataset with N(0, sigma^2) augmentation and save a checkpoint."""
+    """Train ``arch`` on the configured dataset (N(0, sigma^2) augmentation, or ``train.attack``) and save it."""
     from rsbench.training.loop import TrainConfig, train_model
 
     tc = TrainConfig.from_cfg(plain(cfg.train))
@@ -125,13 +128,16 @@ def train_and_save(cfg: DictConfig, arch: str, params: dict[str, Any], sigma: fl
     test_ds, _ = dataset_split(cfg, "test")
     torch.manual_seed(int(cfg.seed))  # the seed fixes the initial weights too
     model = build_model(arch, spec, params)
+    attack = tc.attack_params()
+    if attack is not None:
+        sigma = 0.0  # adversarial training replaces noise augmentation
     metrics = train_model(model, train_ds, test_ds, tc, sigma, int(cfg.seed), device,
                           str(log_path) if log_path else None)
     meta = {"arch": arch, "params": params, "dataset": spec.name, "family": spec.family,
             "input_shape": list(spec.shape), "num_classes": spec.num_classes,
             "train_noise_sigma": float(sigma), "seed": int(cfg.seed), "epochs": tc.epochs,
             "clean_acc": metrics["test_acc"], "noisy_acc": metrics["test_acc_noisy"],
-            "stand_in": spec.stand_in}
+            "stand_in": spec.stand_in, "train_attack": attack}
     save_checkpoint(ckpt, model, meta)
     return meta
 

@@ -73,12 +73,19 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
     if spec.stand_in:
         log.warning("dataset %s is synthetic stand-in data: this is a smoke run, not a result", spec.name)
     model, meta = resolve_model(cfg, spec, method.train_sigma, device)
+    artefacts = {}
+    if hasattr(method, "prepare"):
+        from rsbench.methods.base import MethodContext
+
+        artefacts = method.prepare(MethodContext(cfg, model, meta, spec, device,
+                                                 lambda: dataset_split(cfg, "train")[0]))
     csv_path = out / f"{stage}.csv"
     if section.overwrite and csv_path.exists():
         csv_path.unlink()
     check_fingerprint(out / f"{stage}.fingerprint.json",
                       {"dataset": plain(cfg.dataset), "model": {k: meta.get(k) for k in MODEL_FINGERPRINT_KEYS},
-                       "method": plain(cfg.method), **settings, "seed": int(cfg.seed)},
+                       "method": plain(cfg.method), **({"artefacts": artefacts} if artefacts else {}),
+                       **settings, "seed": int(cfg.seed)},
                       bool(section.overwrite))
     write_plan(out / f"{stage}.plan.json", selection, shard, num_shards, indices)
     channels_last = _use_channels_last(model, spec, section.get("channels_last", "auto"))

@@ -1,4 +1,4 @@
-"""``rsbench train``: train a base classifier with Gaussian noise augmentation."""
+"""``rsbench train``: train a base classifier (Gaussian noise augmentation or l2-PGD adversarial training)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,10 @@ def train(cfg: DictConfig, out: Path) -> None:
     else:
         log_path.unlink(missing_ok=True)
         meta = train_and_save(cfg, arch, params, sigma, ckpt, device, log_path)
-    print(f"\n{ckpt}\n  arch {arch} {params}, dataset {meta['dataset']}, train noise sigma {sigma:g}\n"
+    sigma = float(meta.get("train_noise_sigma", sigma))
+    how = f"l2-PGD adversarial training {meta['train_attack']}" if meta.get("train_attack") else \
+        f"train noise sigma {sigma:g}"
+    print(f"\n{ckpt}\n  arch {arch} {params}, dataset {meta['dataset']}, {how}\n"
           f"  test accuracy: clean {meta['clean_acc']:.4f}, noisy (sigma={sigma:g}) {meta['noisy_acc']:.4f}")
 
 

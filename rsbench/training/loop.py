@@ -1,4 +1,5 @@
-"""Cross-entropy training with Gaussian noise augmentation (Cohen et al.'s base classifiers)."""
+"""Cross-entropy training of base classifiers: Gaussian noise augmentation (Cohen et al.) or l2-PGD
+adversarial training (Madry et al.; the IDRS paper's base classifier)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from rsbench.attacks import l2_pgd
 from rsbench.data.registry import TensorImages
 from rsbench.errors import check_count, check_positive, require
 from rsbench.progress import progress
@@ -33,6 +35,7 @@ SCHEDULES.register("step")(lambda opt, epochs, step_size, gamma: torch.optim.lr_
 SCHEDULES.register("cosine")(lambda opt, epochs, step_size, gamma: torch.optim.lr_scheduler.CosineAnnealingLR(
     opt, T_max=epochs))
 
+ATTACKS = ("pgd_l2",)
 LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "test_acc", "test_acc_noisy", "time_s")
 
 
@@ -49,6 +52,18 @@ class TrainConfig:
     gamma: float
     max_examples: int | None = None
     num_workers: int = 0
+    attack: dict[str, Any] | None = None
+
+    def attack_params(self) -> dict[str, Any] | None:
+        """The l2-PGD settings when ``attack.name`` is ``pgd_l2``; None for plain (noise) training."""
+        a = dict(self.attack or {})
+        name = a.pop("name", "none")
+        if name == "none":
+            return None
+        require(name in ATTACKS, f"train.attack.name={name!r} is invalid; valid values: none, {', '.join(ATTACKS)}")
+        require(set(a) <= {"eps", "steps", "step_size", "random_start"},
+                f"train.attack: unknown keys {sorted(set(a) - {'eps', 'steps', 'step_size', 'random_start'})}")
+        return a
 
     @classmethod
     def from_cfg(cls, cfg: dict[str, Any]) -> TrainConfig:
@@ -60,6 +75,7 @@ class TrainConfig:
         SCHEDULES.get(tc.schedule)
         if tc.max_examples is not None:
             check_count("train.max_examples", tc.max_examples)
+        tc.attack_params()
         return tc
 
 
@@ -97,7 +113,8 @@ def accuracy(model: nn.Module, ds: Dataset, sigma: float, seed: int, device: tor
 def train_model(model: nn.Module, train_ds: Dataset, test_ds: Dataset, tc: TrainConfig, noise_sigma: float,
                 seed: int, device: torch.device, log_path: str | None = None,
                 eval_limit: int | None = None) -> dict[str, float]:
-    """Train ``model`` with x + N(0, noise_sigma^2 I) inputs; log each epoch; return final accuracies."""
+    """Train ``model`` with x + N(0, noise_sigma^2 I) inputs, or on l2-PGD adversarial examples of the
+    clean inputs when ``tc.attack`` names one; log each epoch; return final accuracies."""
     require(noise_sigma >= 0 and math.isfinite(noise_sigma),
             f"train.noise_sigma={noise_sigma} is invalid: it must be >= 0")
     torch.manual_seed(seed)
@@ -106,6 +123,8 @@ def train_model(model: nn.Module, train_ds: Dataset, test_ds: Dataset, tc: Train
     sched = SCHEDULES.get(tc.schedule)(opt, tc.epochs, tc.step_size, tc.gamma)
     order_gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
+    attack = tc.attack_params()
+    attack_gen = torch.Generator(device=device).manual_seed(seed + 2)
     log = ResultsCSV(log_path, LOG_COLUMNS, key="epoch") if log_path else None
     if log:
         log.open()
@@ -121,7 +140,9 @@ def train_model(model: nn.Module, train_ds: Dataset, test_ds: Dataset, tc: Train
             lr = opt.param_groups[0]["lr"]
             for x, y in batches(train_ds, tc.batch_size, True, order_gen, tc.num_workers, tc.max_examples):
                 x, y = x.to(device), y.to(device)
-                if noise_sigma > 0:
+                if attack is not None:
+                    x = l2_pgd(model, x, y, generator=attack_gen, **attack)
+                elif noise_sigma > 0:
                     x = x + noise_sigma * torch.randn(x.shape, generator=noise_gen, device=device)
                 out = model(x)
                 loss = F.cross_entropy(out, y)
