@@ -7,7 +7,7 @@ TORCH   ?= torch==2.14.1 torchvision==0.29.1
 # Real datasets (MNIST, CIFAR-10 sample) for the reproductions; the demo and tests need none.
 export RSBENCH_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install demo test test-slow lint figures reproduce-engine mnist-models mog-figures slurm-test bench perf-sequential smoke-cifar clean
+.PHONY: install demo test test-slow lint figures reproduce-engine mnist-models mog-figures idrs-figures slurm-test bench perf-sequential smoke-cifar clean
 
 install: $(VENV)/.installed
 
@@ -69,6 +69,21 @@ mog-figures: mnist-models     ## MoG paper Fig. 1 and Fig. 2 on MNIST (paper and
 	$(RS) plot figure=mog_fig2 runs=[$(FIG)/mog/fig2] hydra.run.dir=$(FIG)/mog \
 		"title='MoG RS on MNIST, K = 10, sigma_max = 1 ($(SCALE) scale)'"
 
+IDRS_CKPT := outputs/train/experiment-idrs_mnist/model.pt
+IDRS_SCALE := certify.skip=$(if $(filter paper,$(SCALE)),1,10)
+IDRS_RADII := "radii=[0,0.05,0.1,0.25,0.5,1,2]"
+idrs-figures: install         ## IDRS paper Fig. 1 and Table 1 on MNIST (sound and plug-in bounds)
+	$(RS) train experiment=idrs_mnist
+	$(RS) certify -m experiment=idrs_mnist $(IDRS_SCALE) method=idrs method.bounds=bernstein,point \
+		model.checkpoint=$(IDRS_CKPT) hydra.sweep.dir=$(FIG)/idrs/idrs
+	$(RS) certify -m experiment=idrs_mnist $(IDRS_SCALE) method=gaussian method.smoothing=soft method.p_min=1e-7 \
+		sigma=0.25,0.5,1.0 method.bounds=bernstein,point model.checkpoint=$(IDRS_CKPT) hydra.sweep.dir=$(FIG)/idrs/baselines
+	$(RS) plot figure=idrs_fig1 runs=[$(FIG)/idrs/idrs,$(FIG)/idrs/baselines] hydra.run.dir=$(FIG)/idrs $(IDRS_RADII) \
+		"title='IDRS vs standard RS on MNIST, MLP, n = 1000 ($(SCALE) scale)'"
+	$(RS) plot figure=idrs_fig1 runs=[$(FIG)/idrs/idrs,$(FIG)/idrs/baselines] hydra.run.dir=$(FIG)/idrs $(IDRS_RADII) \
+		name=idrs_fig1_zoom max_radius=0.2 "title='IDRS vs standard RS on MNIST, radii up to 0.2 ($(SCALE) scale)'"
+	$(BIN)/python scripts/idrs_timing.py $$(ls -d $(FIG)/idrs/idrs/*bounds-bernstein* | head -1)
+
 SMOKE := outputs/smoke
 smoke-cifar: install          ## CIFAR-10 configs of the MoG figures end to end on stand-in data: a SMOKE run, not a result
 	$(RS) train dataset=standin_cifar10 model=cifar_resnet sigma=0.5 train.epochs=1 hydra.run.dir=$(SMOKE)/cifar_train
@@ -79,7 +94,7 @@ smoke-cifar: install          ## CIFAR-10 configs of the MoG figures end to end 
 	$(RS) plot figure=mog_fig1 runs=[$(SMOKE)/cifar_mog] hydra.run.dir=$(SMOKE) \
 		"title='SMOKE RUN on synthetic stand-in CIFAR-10 data - not a result'"
 
-figures: reproduce-engine mog-figures   ## every paper figure that is implemented so far
+figures: reproduce-engine mog-figures idrs-figures   ## every paper figure that is implemented so far
 
 MLP_CKPT := outputs/train/experiment-cohen_mnist__model-mlp/model.pt
 perf-sequential: install      ## sequential vs fixed-n certification, 500 MNIST points, n_max = 100,000 (docs/PERFORMANCE.md)

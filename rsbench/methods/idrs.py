@@ -55,6 +55,7 @@ class InputDependentSmoothing:
         self.sound = self.bounds != "point"
         self.warning = None if self.sound else POINT_WARNING
         self.net: SigmaNet | None = None
+        self._sigma = None
         self.L: float | None = None
         self._noise = GaussianNoise(self.sigma_min)
 
@@ -80,6 +81,7 @@ class InputDependentSmoothing:
             self._train(ctx, d, path)
         self.net = self._load(path, d, ctx.spec.family).to(ctx.device).eval()
         lip = verify_lipschitz(self.net)
+        self._sigma = self.net.frozen()
         from rsbench.stages.common import log
 
         log.info("IDRS: sigma network %s (prod ||W_j|| = %.4f <= Lip %g), L = %.4f for d = %d", path, lip,
@@ -131,8 +133,10 @@ class InputDependentSmoothing:
     # -- per point -------------------------------------------------------------------------------------------
     def point_sigma(self, x: torch.Tensor) -> float:
         require(self.net is not None, "method=idrs: prepare() must run before certify (it loads the sigma net)")
+        if self._sigma is None:
+            self._sigma = self.net.frozen()
         with torch.inference_mode():  # never below sigma_min, whatever float32 rounding did
-            return max(float(self.net(x.unsqueeze(0))[0]), self.sigma_min)
+            return max(float(self._sigma(x.unsqueeze(0))[0]), self.sigma_min)
 
     def certify(self, sampler: PointSampler, n0: int, n: int, alpha: float, sequential: Any = None) -> dict[str, Any]:
         """Theorem 3 with soft smoothing under N(0, sigma_theta(x)^2 I)."""

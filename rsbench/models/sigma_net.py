@@ -11,6 +11,7 @@ so the bound is in the same l2 geometry as the certificate.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -44,11 +45,16 @@ class SigmaNet(nn.Module):
             out.append(v * torch.clamp(cap * SAFETY / norm, max=1.0))
         return out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weights: list[torch.Tensor] | None = None) -> torch.Tensor:
         """sigma_theta(x) for a batch of inputs (any shape (B, ...) with prod(...) = d); returns shape (B,)."""
-        w1, w2 = self.weights()
+        w1, w2 = self.weights() if weights is None else weights
         h = torch.relu(x.flatten(1) @ w1.T + self.b1)
         return torch.relu(h @ w2.T + self.b2).squeeze(1) + self.sigma_min
+
+    def frozen(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """sigma_theta with the normalised weights computed once (no SVD per call): for certification."""
+        weights = [w.detach() for w in self.weights()]
+        return lambda x: self.forward(x, weights)
 
 
 def spectral_bound(net: SigmaNet) -> float:

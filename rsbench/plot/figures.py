@@ -65,3 +65,28 @@ def mog_figure2(runs: Mapping[str, pd.DataFrame], out_stem: Path, title: str | N
         panels.setdefault(f"K={m['K']}, certificate {_cert_label(m)}", {})[f"σ ∈ [{m['lo']:g}, {m['hi']:g}]"] = \
             Curve(df, style)
     return plot_panels(panels, out_stem, title, max_radius)
+
+
+_BOUNDS_PANEL = {"bernstein": "sound: empirical Bernstein bounds", "hoeffding": "sound: Hoeffding bounds",
+                 "point": "plug-in means (the paper's; NOT sound)"}
+
+
+@FIGURES.register("idrs_fig1")
+def idrs_figure1(runs: Mapping[str, pd.DataFrame], out_stem: Path, title: str | None = None,
+                 max_radius: float | None = None) -> list[Path]:
+    """IDRS paper, Figure 1: IDRS vs soft Gaussian RS (sigma 0.25 / 0.5 / 1); one panel per kind of bounds."""
+    colors = plt.get_cmap("viridis")
+    panels: dict[str, dict[str, Curve]] = {}
+    items = []
+    for label, df in runs.items():
+        require(len(df) > 0 and df["method"].iloc[0] in ("idrs", "gaussian") and "bounds" in df,
+                f"run {label} is not a method=idrs or soft method=gaussian certify run")
+        first = df.iloc[0]
+        items.append((str(first["bounds"]), first["method"] == "idrs", float(first["sigma"]), df))
+    sigmas = sorted({s for _, is_idrs, s, _ in items if not is_idrs})
+    for bounds, is_idrs, sigma, df in sorted(items, key=lambda t: (t[0], t[1], t[2])):
+        style = {"color": "crimson", "lw": 2.2} if is_idrs else \
+            {"color": colors(sigmas.index(sigma) / max(1, len(sigmas) - 1) * 0.85), "linestyle": "--"}
+        name = "IDRS" if is_idrs else f"standard RS σ={sigma:g}"
+        panels.setdefault(_BOUNDS_PANEL.get(bounds, bounds), {})[name] = Curve(df, style)
+    return plot_panels(panels, out_stem, title, max_radius)
