@@ -78,8 +78,10 @@ idrs-figures: install         ## IDRS paper Fig. 1 and Table 1 on MNIST (sound a
 		model.checkpoint=$(IDRS_CKPT) hydra.sweep.dir=$(FIG)/idrs/idrs
 	$(RS) certify -m experiment=idrs_mnist $(IDRS_SCALE) method=gaussian method.smoothing=soft method.p_min=1e-7 \
 		sigma=0.25,0.5,1.0 method.bounds=bernstein,point model.checkpoint=$(IDRS_CKPT) hydra.sweep.dir=$(FIG)/idrs/baselines
+	$(RS) certify experiment=idrs_mnist certify.skip=20 certify.n=100000 method=idrs model.checkpoint=$(IDRS_CKPT) \
+		hydra.run.dir=$(FIG)/idrs/idrs_n100k
 	$(RS) plot figure=idrs_fig1 runs=[$(FIG)/idrs/idrs,$(FIG)/idrs/baselines] hydra.run.dir=$(FIG)/idrs $(IDRS_RADII) \
-		"title='IDRS vs standard RS on MNIST, MLP, n = 1000 ($(SCALE) scale)'"
+		max_radius=2.5 "title='IDRS vs standard RS on MNIST, MLP, n = 1000 ($(SCALE) scale)'"
 	$(RS) plot figure=idrs_fig1 runs=[$(FIG)/idrs/idrs,$(FIG)/idrs/baselines] hydra.run.dir=$(FIG)/idrs $(IDRS_RADII) \
 		name=idrs_fig1_zoom max_radius=0.2 "title='IDRS vs standard RS on MNIST, radii up to 0.2 ($(SCALE) scale)'"
 	$(BIN)/python scripts/idrs_timing.py $$(ls -d $(FIG)/idrs/idrs/*bounds-bernstein* | head -1)

@@ -239,12 +239,20 @@ def test_cli_idrs_end_to_end(tmp_path, capsys) -> None:
     assert len(nets) == 1 and (nets[0].parent / "train_log.csv").exists()
     # bounds=point reuses the cached sigma network and is labelled unsound
     run_cli(["certify", *IDRS_TINY, "method.bounds=point"], tmp_path)
-    point = read_rows(next(p for p in tmp_path.glob("certify/*/certify.csv") if "point" in str(p)))
+    point = next(df for df in map(read_rows, tmp_path.glob("certify/*/certify.csv")) if df["bounds"][0] == "point")
     assert not point["sound"].any() and (point["radius"] >= rows["radius"]).all()
     assert len(list(tmp_path.glob("models/*sigma_net*/sigma_net.pt"))) == 1
     # the same command twice gives the same rows
     run_cli(["certify", *IDRS_TINY, "certify.overwrite=true"], tmp_path)
     assert read_rows(csv).equals(rows)
+    # a soft Gaussian baseline, then the paper's figure from all three runs
+    base = [a for a in IDRS_TINY if not a.startswith("method")]
+    run_cli(["certify", *base, "method=gaussian", "method.smoothing=soft", "method.p_min=1e-7"], tmp_path)
+    soft = next(df for df in map(read_rows, tmp_path.glob("certify/*/certify.csv")) if df["method"][0] == "gaussian")
+    assert soft["sound"].all() and (soft["bounds"] == "bernstein").all() and soft["count"].isna().all()
+    run_cli(["plot", "figure=idrs_fig1", f"runs=[{tmp_path / 'certify'}]", f"hydra.run.dir={tmp_path / 'fig'}"],
+            tmp_path)
+    assert (tmp_path / "fig" / "idrs_fig1.png").exists() and (tmp_path / "fig" / "idrs_fig1.pdf").exists()
 
 
 def test_cli_idrs_bad_sigma_net(tmp_path, tiny_model, capsys) -> None:

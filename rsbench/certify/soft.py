@@ -38,31 +38,44 @@ def normalized(p: float, p_min: float, num_classes: int) -> float:
     return (1.0 - num_classes * p_min) * p + p_min
 
 
+def soft_class_bounds(mean: np.ndarray, var: np.ndarray | None, n: int, top: int, alpha: float,
+                      bounds: str) -> tuple[float, np.ndarray]:
+    """(lower bound on the top class's mean, upper bounds on each other class's mean, in class order).
+
+    For i.i.d. values in [0, 1] with sample means ``mean`` (and unbiased sample variances ``var``, needed
+    for ``bernstein``): jointly valid at level alpha by the union bound (alpha/2 for the top class,
+    alpha / (2 (C - 1)) for each other). ``point`` returns the means themselves (not bounds).
+    """
+    check_count("n", n)
+    check_probability("alpha", alpha)
+    mean = np.asarray(mean, dtype=np.float64)
+    others = np.array([c for c in range(len(mean)) if c != top])
+    if bounds == "point":
+        return float(mean[top]), mean[others]
+
+    def half(c: int, a: float) -> float:
+        return hoeffding_radius(n, a) if bounds == "hoeffding" else empirical_bernstein_radius(float(var[c]), n, a)
+
+    lower = float(np.clip(mean[top] - half(top, alpha / 2), 0.0, 1.0))
+    a_other = alpha / (2 * len(others))
+    return lower, np.array([float(np.clip(mean[c] + half(c, a_other), 0.0, 1.0)) for c in others])
+
+
 def soft_bounds(sums: np.ndarray, sumsq: np.ndarray, n: int, top: int, alpha: float, bounds: str,
                 p_min: float = 0.0) -> tuple[float, float]:
     """(lower bound on g_top, upper bound on max_{i != top} g_i) from n soft-score draws, jointly at alpha.
 
     ``sums``/``sumsq``: per-class sums of the softmax scores and of their squares. Bounds are computed
-    for the softmax means in [0, 1] (Hoeffding, or empirical Bernstein with the unbiased sample
-    variance) and then mapped through :func:`normalized`, which is increasing, so they stay valid.
+    for the softmax means in [0, 1] (:func:`soft_class_bounds`), the runner-up bound is capped by
+    1 - lower (scores sum to one), and both are mapped through :func:`normalized`, which is increasing,
+    so they stay valid.
     """
     check_count("n", n)
-    check_probability("alpha", alpha)
-    num_classes = len(sums)
     mean = np.asarray(sums, dtype=np.float64) / n
-    others = [c for c in range(num_classes) if c != top]
-    if bounds == "point":
-        lower, upper = float(mean[top]), float(max(mean[c] for c in others))
-    else:
-        var = (np.asarray(sumsq, dtype=np.float64) - n * mean ** 2) / max(n - 1, 1)
-
-        def half(c: int, a: float) -> float:
-            return hoeffding_radius(n, a) if bounds == "hoeffding" else empirical_bernstein_radius(var[c], n, a)
-
-        lower = float(np.clip(mean[top] - half(top, alpha / 2), 0.0, 1.0))
-        a_other = alpha / (2 * len(others))
-        upper = min(1.0 - lower, max(float(np.clip(mean[c] + half(c, a_other), 0.0, 1.0)) for c in others))
-    return normalized(lower, p_min, num_classes), normalized(upper, p_min, num_classes)
+    var = (np.asarray(sumsq, dtype=np.float64) - n * mean ** 2) / max(n - 1, 1)
+    lower, uppers = soft_class_bounds(mean, var, n, top, alpha, bounds)
+    upper = float(uppers.max()) if bounds == "point" else min(1.0 - lower, float(uppers.max()))
+    return normalized(lower, p_min, len(mean)), normalized(upper, p_min, len(mean))
 
 
 @dataclass(frozen=True)

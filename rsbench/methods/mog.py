@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from rsbench.certify.bounds import clopper_pearson_lower, hoeffding_lower, hoeffding_upper
+from rsbench.certify.bounds import clopper_pearson_lower
 from rsbench.certify.certificates import mixture_componentwise_radius, mog_paper_radius, mog_sum_radius
 from rsbench.certify.sampling import PointSampler
 from rsbench.certify.seeding import PHASE_ESTIMATE, PHASE_SELECT
 from rsbench.certify.smoothing import ABSTAIN, cohen_predict
+from rsbench.certify.soft import soft_class_bounds
 from rsbench.errors import RsbenchError, check_positive, require
 from rsbench.methods.base import METHODS
 from rsbench.noise.mixture import GaussianMixtureNoise, evenly_spaced_sigmas, stratified_allocation, sum_of_gaussians
@@ -97,10 +98,8 @@ class MixtureOfGaussiansSmoothing:
         """(top-class lower bound, runner-up upper bound, per-class upper bounds) at overall level alpha."""
         if self.smoothing == "hard":
             return clopper_pearson_lower(int(total[top]), n, alpha), None, None
-        mean = total / n
-        others = [c for c in range(len(total)) if c != top]
-        upper = np.array([hoeffding_upper(float(mean[c]), n, alpha / (2 * len(others))) for c in others])
-        return hoeffding_lower(float(mean[top]), n, alpha / 2), float(upper.max()), upper
+        lower, upper = soft_class_bounds(total / n, None, n, top, alpha, "hoeffding")
+        return lower, float(upper.max()), upper
 
     def certify(self, sampler: PointSampler, n0: int, n: int, alpha: float, sequential: Any = None) -> dict[str, Any]:
         require(sequential is None, "certify.sequential=true is implemented for method=gaussian only")
