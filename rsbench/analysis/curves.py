@@ -31,8 +31,18 @@ def summary(df: pd.DataFrame, radii: Sequence[float] = DEFAULT_RADII) -> dict[st
         out[f"r={r:g}"] = acc
     out["ACR"] = average_certified_radius(df)
     out["abstain"] = float(np.mean(df["predict"].to_numpy() < 0)) if len(df) else float("nan")
+    if "attack_inside" in df:
+        out["attacked"] = attacked_certified_accuracy(df)
     out["s/point"] = float(df["time_s"].mean()) if len(df) else float("nan")
     return out
+
+
+def attacked_certified_accuracy(df: pd.DataFrame) -> float:
+    """DSmooth's attacked certified accuracy: fraction of rows whose actual attack perturbation lies inside
+    the certified region (``attack_inside``) and whose certified prediction is correct."""
+    if not len(df):
+        return float("nan")
+    return float(np.mean(df["correct"].astype(bool).to_numpy() & df["attack_inside"].astype(bool).to_numpy()))
 
 
 def summary_table(runs: dict[str, pd.DataFrame], radii: Sequence[float] = DEFAULT_RADII) -> pd.DataFrame:

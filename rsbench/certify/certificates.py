@@ -104,3 +104,38 @@ def mixture_componentwise_radius(top_lower: Sequence[float], others_upper: Seque
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if mixture_margin(mid, a, b, w, s) > 0 else (lo, mid)
     return lo
+
+
+def mahalanobis_radius(p_lower: float, sigma: float, logdet: float, d: int,
+                       p_runner_upper: float | None = None) -> float:
+    """DSmooth, Lemma 4.5: MAHL(x_hat | x) <= sigma / (2 det(Sigma)^(1/(2d))) (Phi^-1(pA) - Phi^-1(pB)).
+
+    For noise N(0, sigma^2 Sigma / det(Sigma)^(1/d)): whitening by Sigma~^(-1/2), Sigma~ = Sigma / det^(1/d),
+    turns it into N(0, sigma^2 I), where Cohen's radius R0 holds, and ||Sigma~^(-1/2) delta|| =
+    det(Sigma)^(1/(2d)) MAHL(delta). (Alg. 1 of the paper returns R0 without the det factor; this is the
+    lemma.) ``logdet`` = log det Sigma.
+    """
+    return gaussian_l2_radius(p_lower, sigma, p_runner_upper) * math.exp(-logdet / (2.0 * d))
+
+
+def ellipsoid_l2_ball(mahalanobis: float, min_eig: float) -> float:
+    """Largest l2 ball inside {delta : delta^T Sigma^-1 delta <= R^2}: R sqrt(lambda_min(Sigma))."""
+    require(min_eig > 0, f"lambda_min(Sigma)={min_eig} must be > 0")
+    return float(mahalanobis * math.sqrt(min_eig))
+
+
+def laplace_l1_radius(p_lower: float, scale: float, p_runner_upper: float | None = None) -> float:
+    """Teng et al. (2020), Thm. 1: l1 radius max(b/2 log(pA/pB), -b log(1 - pA + pB)) for Laplace(0, b) noise.
+
+    With pB = 1 - pA (hard smoothing) the second term is -b log(2 (1 - pA)), tight for a halfspace whose
+    normal is a coordinate axis. 0 when pA <= pB.
+    """
+    check_positive("scale", scale)
+    _check_p("p_lower", p_lower)
+    p_b = 1.0 - p_lower if p_runner_upper is None else p_runner_upper
+    _check_p("p_runner_upper", p_b)
+    if p_lower <= p_b:
+        return 0.0
+    dp = scale / 2.0 * math.log(p_lower / p_b) if p_b > 0 else math.inf
+    tv = -scale * math.log(1.0 - p_lower + p_b) if 1.0 - p_lower + p_b > 0 else math.inf
+    return float(max(dp, tv))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import hydra
 import pandas as pd
+import torch
 from omegaconf import DictConfig
 
 from rsbench.analysis.curves import format_table, summary_table
@@ -13,10 +14,23 @@ from rsbench.certify.bounds import max_certifiable_p
 from rsbench.certify.sequential import SequentialSpec
 from rsbench.errors import check_count, check_positive, check_probability, require
 from rsbench.plot.certified_accuracy import plot_certified_accuracy
-from rsbench.stages.common import CONF_DIR, log, run_stage
+from rsbench.stages.common import CONF_DIR, log, plain, run_stage
 from rsbench.stages.points import prepare_point_run
 
 BASE_COLUMNS = ("idx", "label", "predict", "radius", "correct", "time_s")
+ATTACK_COLUMNS = ("attack_norm", "attack_inside")
+
+
+def attack_row(method, run, attack: dict, x: torch.Tensor, idx: int, radius: float, predict: int) -> dict:
+    """Attack test point ``idx`` (the base model, its true label) and measure the perturbation in the norm
+    the method certifies: ``attack_norm``, and ``attack_inside`` = 1 if it lies in the certified region."""
+    from rsbench.attacks import run_attack
+    from rsbench.certify.smoothing import ABSTAIN
+
+    label = torch.tensor([int(run.test_ds[idx][1])], device=x.device)
+    delta = (run_attack(attack, run.model, x.unsqueeze(0), label) - x.unsqueeze(0))[0]
+    dist = method.distance(delta) if hasattr(method, "distance") else float(delta.norm())
+    return {"attack_norm": dist, "attack_inside": int(predict != ABSTAIN and dist <= radius)}
 
 
 def certify(cfg: DictConfig, out: Path) -> None:
@@ -38,7 +52,17 @@ def certify(cfg: DictConfig, out: Path) -> None:
     if getattr(method, "warning", None):
         log.warning(method.warning)
     columns = BASE_COLUMNS + tuple(col for col in method.columns if col not in BASE_COLUMNS)
-    run.run(columns, lambda x, i: method.certify(run.sampler(x, i), n0, n, alpha, sequential))
+    attack = plain(c.get("attack"))
+    if attack:
+        columns += ATTACK_COLUMNS
+
+    def evaluate(x, i):
+        row = method.certify(run.sampler(x, i), n0, n, alpha, sequential)
+        if attack:
+            row.update(attack_row(method, run, attack, x, i, float(row["radius"]), int(row["predict"])))
+        return row
+
+    run.run(columns, evaluate)
 
     df = pd.read_csv(run.csv_path)
     if "sound" in df and not df["sound"].astype(bool).all():

@@ -94,8 +94,11 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
     if batch == "auto":
         batch = fastest_batch(model, spec, device, channels_last)
         log.info("%s.batch=auto: %d samples per forward pass", stage, batch)
+    from rsbench.noise.base import ScaledGaussian
+
+    pushforward = section.get("pushforward", "auto") if isinstance(method.noise, ScaledGaussian) else "off"
     return PointRun(method, device, test_ds, spec, indices, model, meta, csv_path, batch, int(cfg.seed),
-                    _pushforward(model, section.get("pushforward", "auto")), channels_last)
+                    _pushforward(model, pushforward), channels_last)
 
 
 def _use_channels_last(model: torch.nn.Module, spec: DatasetSpec, mode: str) -> bool:

@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from rsbench.attacks import l2_pgd
+from rsbench.attacks import ATTACKS, run_attack
 from rsbench.data.registry import TensorImages
-from rsbench.errors import check_count, check_positive, require
+from rsbench.errors import RsbenchError, check_count, check_positive, require
 from rsbench.progress import progress
 from rsbench.registry import Registry
 from rsbench.results import ResultsCSV
@@ -35,7 +35,6 @@ SCHEDULES.register("step")(lambda opt, epochs, step_size, gamma: torch.optim.lr_
 SCHEDULES.register("cosine")(lambda opt, epochs, step_size, gamma: torch.optim.lr_scheduler.CosineAnnealingLR(
     opt, T_max=epochs))
 
-ATTACKS = ("pgd_l2",)
 LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "test_acc", "test_acc_noisy", "time_s")
 
 
@@ -55,14 +54,19 @@ class TrainConfig:
     attack: dict[str, Any] | None = None
 
     def attack_params(self) -> dict[str, Any] | None:
-        """The l2-PGD settings when ``attack.name`` is ``pgd_l2``; None for plain (noise) training."""
+        """The attack spec ({"name", **params}) for adversarial training; None for plain (noise) training.
+
+        ``attack.mix`` (default 1) is the fraction of each batch replaced by its adversarial examples
+        (DSmooth fine-tunes on a 50:50 mix of clean and attacked images).
+        """
         a = dict(self.attack or {})
-        name = a.pop("name", "none")
+        name = a.get("name", "none")
         if name == "none":
             return None
-        require(name in ATTACKS, f"train.attack.name={name!r} is invalid; valid values: none, {', '.join(ATTACKS)}")
-        require(set(a) <= {"eps", "steps", "step_size", "random_start"},
-                f"train.attack: unknown keys {sorted(set(a) - {'eps', 'steps', 'step_size', 'random_start'})}")
+        if name not in ATTACKS:
+            raise RsbenchError(f"train.attack.name={name!r} is invalid; valid values: none, {', '.join(ATTACKS)}")
+        mix = a.get("mix", 1.0)
+        require(0 < mix <= 1, f"train.attack.mix={mix} must lie in (0, 1]")
         return a
 
     @classmethod
@@ -141,7 +145,9 @@ def train_model(model: nn.Module, train_ds: Dataset, test_ds: Dataset, tc: Train
             for x, y in batches(train_ds, tc.batch_size, True, order_gen, tc.num_workers, tc.max_examples):
                 x, y = x.to(device), y.to(device)
                 if attack is not None:
-                    x = l2_pgd(model, x, y, generator=attack_gen, **attack)
+                    spec = {k: v for k, v in attack.items() if k != "mix"}
+                    m = max(1, round(len(x) * attack.get("mix", 1.0)))
+                    x = torch.cat([run_attack(spec, model, x[:m], y[:m], attack_gen), x[m:]])
                 elif noise_sigma > 0:
                     x = x + noise_sigma * torch.randn(x.shape, generator=noise_gen, device=device)
                 out = model(x)
