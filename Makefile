@@ -7,7 +7,7 @@ TORCH   ?= torch==2.14.1 torchvision==0.29.1
 # Real datasets (MNIST, CIFAR-10 sample) for the reproductions; the demo and tests need none.
 export RSBENCH_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install demo test test-slow lint figures reproduce-engine mnist-models mog-figures idrs-figures slurm-test bench perf-sequential smoke-cifar clean
+.PHONY: install demo test test-slow lint figures reproduce-engine mnist-models mog-figures idrs-figures dsmooth-figures slurm-test bench perf-sequential smoke-cifar clean
 
 install: $(VENV)/.installed
 
@@ -84,7 +84,27 @@ idrs-figures: install         ## IDRS paper Fig. 1 and Table 1 on MNIST (sound a
 		max_radius=2.5 "title='IDRS vs standard RS on MNIST, MLP, n = 1000 ($(SCALE) scale)'"
 	$(RS) plot figure=idrs_fig1 runs=[$(FIG)/idrs/idrs,$(FIG)/idrs/baselines] hydra.run.dir=$(FIG)/idrs $(IDRS_RADII) \
 		name=idrs_fig1_zoom max_radius=0.2 "title='IDRS vs standard RS on MNIST, radii up to 0.2 ($(SCALE) scale)'"
-	$(BIN)/python scripts/idrs_timing.py $$(ls -d $(FIG)/idrs/idrs/*bounds-bernstein* | head -1)
+	$(BIN)/python scripts/time_methods.py $$(ls -d $(FIG)/idrs/idrs/*bounds-bernstein* | head -1) --name idrs_timing \
+		--compare $(foreach s,0.25 0.5 1.0,name=gaussian,smoothing=soft,p_min=1e-7,sigma=$(s))
+
+DS_CKPT := outputs/train/experiment-dsmooth_mnist/model.pt
+DS      := $(FIG)/dsmooth
+DS_SET  := experiment=dsmooth_mnist model.checkpoint=$(DS_CKPT) $(if $(filter paper,$(SCALE)),scale=paper,)
+dsmooth-figures: install      ## DSmooth Fig. 1/3/4/5-style figures and the timing table on MNIST
+	$(RS) train experiment=dsmooth_mnist
+	$(RS) certify -m $(DS_SET) method=dsmooth,gaussian,laplace hydra.sweep.dir=$(DS)/main
+	$(RS) plot figure=dsmooth_fig1 runs=[$(DS)/main] hydra.run.dir=$(DS) "radii=[0,0.25,0.5,1,2,4,8]" \
+		"title='DSmooth vs RandSmooth vs LSmooth, MNIST CNN, sigma = 0.25 ($(SCALE) scale)'"
+	$(RS) certify -m $(DS_SET) method=dsmooth method.k=1,10,100 certify.attack=null hydra.sweep.dir=$(DS)/k
+	$(RS) plot figure=sweep_k runs=[$(DS)/k] hydra.run.dir=$(DS) "title='DSmooth: PCA rank k (Fig. 3 style)'"
+	$(RS) certify -m $(DS_SET) method=dsmooth,gaussian,laplace certify.n=100,1000,10000 certify.skip=50 \
+		certify.attack=null hydra.sweep.dir=$(DS)/n
+	$(RS) plot figure=sweep_n runs=[$(DS)/n] hydra.run.dir=$(DS) "title='Number of samples n (Fig. 4 style)'"
+	$(RS) certify -m $(DS_SET) method=dsmooth,gaussian,laplace certify.alpha=0.1,0.01,0.001 certify.skip=50 \
+		certify.attack=null hydra.sweep.dir=$(DS)/alpha
+	$(RS) plot figure=sweep_alpha runs=[$(DS)/alpha] hydra.run.dir=$(DS) "title='Confidence alpha (Fig. 5 style)'"
+	$(BIN)/python scripts/time_methods.py $$(ls -d $(DS)/main/*method-dsmooth* | head -1) --name dsmooth_timing \
+		--compare name=gaussian,sigma=0.25 name=laplace,scale=0.25
 
 SMOKE := outputs/smoke
 smoke-cifar: install          ## CIFAR-10 configs of the MoG figures end to end on stand-in data: a SMOKE run, not a result
@@ -96,7 +116,7 @@ smoke-cifar: install          ## CIFAR-10 configs of the MoG figures end to end 
 	$(RS) plot figure=mog_fig1 runs=[$(SMOKE)/cifar_mog] hydra.run.dir=$(SMOKE) \
 		"title='SMOKE RUN on synthetic stand-in CIFAR-10 data - not a result'"
 
-figures: reproduce-engine mog-figures idrs-figures   ## every paper figure that is implemented so far
+figures: reproduce-engine mog-figures idrs-figures dsmooth-figures   ## every paper figure that is implemented so far
 
 MLP_CKPT := outputs/train/experiment-cohen_mnist__model-mlp/model.pt
 perf-sequential: install      ## sequential vs fixed-n certification, 500 MNIST points, n_max = 100,000 (docs/PERFORMANCE.md)

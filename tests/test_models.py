@@ -116,3 +116,27 @@ def test_check_input() -> None:
     bad[0, 3, 3] = float("nan")
     with pytest.raises(RsbenchError, match="non-finite"):
         check_input(bad, MNIST, "test point 4")
+
+
+@pytest.mark.parametrize("arch", ["resnet20", "resnet56", "vgg13_bn", "vgg19_bn", "mobilenetv2_x0_5", "mobilenetv2_x1_4",
+                                  "shufflenetv2_x0_5", "shufflenetv2_x2_0", "repvgg_a0", "repvgg_a2"])
+def test_cifar_zoo_builds_and_runs(arch: str) -> None:
+    """DSmooth's CIFAR-10 zoo by name: 32 x 32 inputs to 10 logits; parameter counts of the usual CIFAR variants."""
+    from rsbench.data import load_split
+
+    _, spec = load_split("standin_cifar10", "test")
+    model = build_model(arch, spec, full_params(arch, {})).eval()
+    with torch.no_grad():
+        assert model(torch.rand(2, *spec.shape)).shape == (2, 10)
+    millions = sum(p.numel() for p in model.parameters()) / 1e6
+    expected = {"resnet20": 0.27, "resnet56": 0.86, "vgg13_bn": 9.94, "vgg19_bn": 20.56, "mobilenetv2_x0_5": 0.70,
+                "mobilenetv2_x1_4": 4.33, "shufflenetv2_x0_5": 0.35, "shufflenetv2_x2_0": 5.37, "repvgg_a0": 7.84,
+                "repvgg_a2": 26.82}[arch]
+    assert millions == pytest.approx(expected, rel=0.02)
+
+
+def test_imagenet_archs_by_name() -> None:
+    from rsbench.models import MODELS
+
+    for arch in ("resnet50", "resnet152", "wide_resnet50_2", "wide_resnet101_2"):
+        assert arch in MODELS

@@ -1,15 +1,22 @@
-"""torchvision's ImageNet ResNet-50. Weights come only from a local file (``model.weights_file``)."""
+"""torchvision ImageNet classifiers (DSmooth Table 2); weights only from a local file (``model.weights_file``)."""
 
 from __future__ import annotations
+
+from functools import partial
 
 from torch import nn
 
 from rsbench.data.registry import DatasetSpec
 from rsbench.models.registry import MODELS
 
+IMAGENET_ARCHS = ("resnet50", "resnet152", "wide_resnet50_2", "wide_resnet101_2")
 
-@MODELS.register("resnet50")
-def resnet50(spec: DatasetSpec) -> nn.Module:
-    from torchvision.models import resnet50 as tv_resnet50
 
-    return tv_resnet50(weights=None, num_classes=spec.num_classes)
+def _torchvision(spec: DatasetSpec, name: str) -> nn.Module:
+    import torchvision.models as tvm
+
+    return getattr(tvm, name)(weights=None, num_classes=spec.num_classes)
+
+
+for _name in IMAGENET_ARCHS:
+    MODELS.register(_name)(partial(_torchvision, name=_name))

@@ -90,3 +90,58 @@ def idrs_figure1(runs: Mapping[str, pd.DataFrame], out_stem: Path, title: str | 
         name = "IDRS" if is_idrs else f"standard RS σ={sigma:g}"
         panels.setdefault(_BOUNDS_PANEL.get(bounds, bounds), {})[name] = Curve(df, style)
     return plot_panels(panels, out_stem, title, max_radius)
+
+
+_NORM_STYLE = {"mahalanobis": {"color": "crimson", "lw": 2.2}, "l2": {"color": "tab:blue", "linestyle": "--"},
+               "l1": {"color": "tab:green", "linestyle": ":"}}
+
+
+@FIGURES.register("dsmooth_fig1")
+def dsmooth_figure1(runs: Mapping[str, pd.DataFrame], out_stem: Path, title: str | None = None,
+                    max_radius: float | None = None) -> list[Path]:
+    """DSmooth, Figure 1 style: DSmooth (Mahalanobis) vs RandSmooth (l2) vs LSmooth (l1), each in its own norm;
+    a second panel puts every method in l2 (DSmooth: the largest l2 ball inside its certified ellipsoid) and
+    adds the attacked certified accuracy when the runs carry it."""
+    own: dict[str, Curve] = {}
+    same: dict[str, Curve] = {}
+    for label, df in runs.items():
+        require(len(df) > 0 and "norm" in df, f"run {label} has no norm column")
+        norm = str(df["norm"].iloc[0])
+        name = {"dsmooth": "DSmooth", "gaussian": "RandSmooth", "laplace": "LSmooth"}.get(df["method"].iloc[0],
+                                                                                         str(df["method"].iloc[0]))
+        attacked = ""
+        if "attack_inside" in df:
+            from rsbench.analysis.curves import attacked_certified_accuracy
+
+            attacked = f", attacked {attacked_certified_accuracy(df):.2f}"
+        own[f"{name} ({norm}){attacked}"] = Curve(df, _NORM_STYLE.get(norm, {}))
+        if norm == "mahalanobis":
+            same[f"{name}: largest l2 ball"] = Curve(df.assign(radius=df["l2_radius"]), _NORM_STYLE["mahalanobis"])
+        elif norm == "l2":
+            same[f"{name} (l2)"] = Curve(df, _NORM_STYLE["l2"])
+    panels = {"each in its own norm (not comparable)": own}
+    if same:
+        panels["all in l2"] = same
+    return plot_panels(panels, out_stem, title, max_radius)
+
+
+def _sweep_figure(runs: Mapping[str, pd.DataFrame], out_stem: Path, title: str | None, max_radius: float | None,
+                  column: str) -> list[Path]:
+    """One curve per value of ``column`` (DSmooth Fig. 3: k; Fig. 4/5: n and alpha), one panel per method."""
+    colors = plt.get_cmap("viridis")
+    items = []
+    for label, df in runs.items():
+        require(len(df) > 0 and column in df, f"run {label} has no column {column!r}")
+        items.append((str(df["method"].iloc[0]), df[column].iloc[0], df))
+    values = sorted({v for _, v, _ in items})
+    panels: dict[str, dict[str, Curve]] = {}
+    for method, value, df in sorted(items, key=lambda t: (t[0], t[1])):
+        style = {"color": colors(values.index(value) / max(1, len(values) - 1) * 0.85)}
+        panels.setdefault(method, {})[f"{column} = {value:g}"] = Curve(df, style)
+    return plot_panels(panels, out_stem, title, max_radius)
+
+
+for _column in ("k", "n", "alpha"):
+    FIGURES.register(f"sweep_{_column}")(
+        lambda runs, out_stem, title=None, max_radius=None, _c=_column: _sweep_figure(runs, out_stem, title,
+                                                                                      max_radius, _c))

@@ -24,7 +24,7 @@ def train(cfg: DictConfig, out: Path) -> None:
         log_path.unlink(missing_ok=True)
         meta = train_and_save(cfg, arch, params, sigma, ckpt, device, log_path)
     sigma = float(meta.get("train_noise_sigma", sigma))
-    how = f"l2-PGD adversarial training {meta['train_attack']}" if meta.get("train_attack") else \
+    how = f"adversarial training {meta['train_attack']}" if meta.get("train_attack") else \
         f"train noise sigma {sigma:g}"
     print(f"\n{ckpt}\n  arch {arch} {params}, dataset {meta['dataset']}, {how}\n"
           f"  test accuracy: clean {meta['clean_acc']:.4f}, noisy (sigma={sigma:g}) {meta['noisy_acc']:.4f}")
