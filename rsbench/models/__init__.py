@@ -2,6 +2,6 @@
 
 from rsbench.models.registry import MODELS, NormalizedModel, build_model
 
-from rsbench.models import cifar_resnet, cifar_zoo, imagenet, small  # noqa: E402,F401  isort: skip
+from rsbench.models import cifar_resnet, cifar_zoo, imagenet, orthogonal, small  # noqa: E402,F401  isort: skip
 
 __all__ = ["MODELS", "NormalizedModel", "build_model"]

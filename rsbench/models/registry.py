@@ -54,6 +54,8 @@ def build_model(arch: str, spec: DatasetSpec, params: dict[str, Any] | None = No
         net = builder(spec, **dict(params or {}))
     except TypeError as exc:
         raise RsbenchError(f"model '{arch}': bad model.params {dict(params or {})}: {exc}") from exc
+    if getattr(net, "unnormalized", False):  # 1-Lipschitz nets: the bound must hold in pixel space
+        return NormalizedModel(net, (0.0,) * len(spec.mean), (1.0,) * len(spec.std))
     return NormalizedModel(net, spec.mean, spec.std)
 
 

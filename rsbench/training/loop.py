@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -27,13 +26,14 @@ OPTIMIZERS.register("sgd")(lambda params, lr, momentum, weight_decay: torch.opti
 OPTIMIZERS.register("adam")(lambda params, lr, momentum, weight_decay: torch.optim.Adam(
     params, lr=lr, weight_decay=weight_decay))
 
-SCHEDULES: Registry = Registry("lr schedule")
-SCHEDULES.register("constant")(lambda opt, epochs, step_size, gamma: torch.optim.lr_scheduler.LambdaLR(
-    opt, lambda _: 1.0))
-SCHEDULES.register("step")(lambda opt, epochs, step_size, gamma: torch.optim.lr_scheduler.StepLR(
-    opt, step_size=step_size, gamma=gamma))
-SCHEDULES.register("cosine")(lambda opt, epochs, step_size, gamma: torch.optim.lr_scheduler.CosineAnnealingLR(
-    opt, T_max=epochs))
+SCHEDULES: Registry = Registry("lr schedule")  # per-epoch schedules: (optimizer, TrainConfig) -> scheduler
+SCHEDULES.register("constant")(lambda opt, tc: torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0))
+SCHEDULES.register("step")(lambda opt, tc: torch.optim.lr_scheduler.StepLR(opt, step_size=tc.step_size,
+                                                                           gamma=tc.gamma))
+SCHEDULES.register("cosine")(lambda opt, tc: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=tc.epochs))
+# Loshchilov & Hutter's warm restarts (SRA App. C.5: n0 = 20 epochs, period x m = 2 after each restart)
+SCHEDULES.register("cosine_restarts")(lambda opt, tc: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+    opt, T_0=tc.restart_period, T_mult=tc.restart_mult))
 
 LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "test_acc", "test_acc_noisy", "time_s")
 
@@ -52,6 +52,11 @@ class TrainConfig:
     max_examples: int | None = None
     num_workers: int = 0
     attack: dict[str, Any] | None = None
+    loss: dict[str, Any] | None = None  # {"name": sce | mh | mcr | mscr | zhen | sc_sce, **params}
+    warmup_steps: int = 0     # Adam moment warm-up: first steps update m and v only (SRA App. C.5: 2000)
+    restart_period: int = 20  # cosine_restarts: n0
+    restart_mult: int = 2     # cosine_restarts: m
+    adapt_every: int = 10     # re-tune Björck iteration counts every this many epochs (1-Lipschitz layers)
 
     def attack_params(self) -> dict[str, Any] | None:
         """The attack spec ({"name", **params}) for adversarial training; None for plain (noise) training.
@@ -80,6 +85,10 @@ class TrainConfig:
         if tc.max_examples is not None:
             check_count("train.max_examples", tc.max_examples)
         tc.attack_params()
+        from rsbench.training.losses import make_loss
+
+        make_loss(tc.loss)
+        require(tc.warmup_steps >= 0, f"train.warmup_steps={tc.warmup_steps} must be >= 0")
         return tc
 
 
@@ -114,6 +123,19 @@ def accuracy(model: nn.Module, ds: Dataset, sigma: float, seed: int, device: tor
     return right / max(total, 1)
 
 
+def _step(opt: torch.optim.Optimizer, warm: bool) -> None:
+    """One optimiser step; during warm-up the learning rate is 0, so Adam updates its moments only."""
+    if not warm:
+        opt.step()
+        return
+    lrs = [g["lr"] for g in opt.param_groups]
+    for g in opt.param_groups:
+        g["lr"] = 0.0
+    opt.step()
+    for g, lr in zip(opt.param_groups, lrs, strict=True):
+        g["lr"] = lr
+
+
 def train_model(model: nn.Module, train_ds: Dataset, test_ds: Dataset, tc: TrainConfig, noise_sigma: float,
                 seed: int, device: torch.device, log_path: str | None = None,
                 eval_limit: int | None = None) -> dict[str, float]:
@@ -124,7 +146,11 @@ def train_model(model: nn.Module, train_ds: Dataset, test_ds: Dataset, tc: Train
     torch.manual_seed(seed)
     model.to(device)
     opt = OPTIMIZERS.get(tc.optimizer)(model.parameters(), tc.lr, tc.momentum, tc.weight_decay)
-    sched = SCHEDULES.get(tc.schedule)(opt, tc.epochs, tc.step_size, tc.gamma)
+    sched = SCHEDULES.get(tc.schedule)(opt, tc)
+    from rsbench.training.losses import make_loss
+
+    loss_fn = make_loss(tc.loss)
+    step = 0
     order_gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
     attack = tc.attack_params()
@@ -150,17 +176,21 @@ def train_model(model: nn.Module, train_ds: Dataset, test_ds: Dataset, tc: Train
                     x = torch.cat([run_attack(spec, model, x[:m], y[:m], attack_gen), x[m:]])
                 elif noise_sigma > 0:
                     x = x + noise_sigma * torch.randn(x.shape, generator=noise_gen, device=device)
-                out = model(x)
-                loss = F.cross_entropy(out, y)
+                loss, out = loss_fn(model, x, y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                opt.step()
+                _step(opt, warm=step < tc.warmup_steps)
+                step += 1
                 loss_sum += loss.item() * len(y)
                 right += float((out.argmax(1) == y).sum())
                 seen += len(y)
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{loss_sum / seen:.3f}", refresh=False)
             sched.step()
+            if epoch % tc.adapt_every == 0:
+                for m in model.modules():
+                    if hasattr(m, "adapt_iters"):
+                        m.adapt_iters()
             metrics = {
                 "epoch": epoch, "lr": lr, "train_loss": loss_sum / seen, "train_acc": right / seen,
                 "test_acc": accuracy(model, test_ds, 0.0, seed, device, limit=eval_limit),

@@ -1,0 +1,87 @@
+"""Training losses by name (``train.loss.name``): SCE and the SRA paper's Table 1 losses.
+
+Hinge losses on a certified radius: ReLU(d - eps(x, c)) (Sec. 4.1), with
+    mscr    eps = MSCR, eq. (5) + (7), output moments propagated from input noise variance var_x (App. C.2)
+    mcr     eps = margin radius eq. (6) (MSCR without smoothing)
+    zhen    eps = Zhen et al.'s RS radius approximation eq. (9) at sigma_x = sqrt(var_x)
+and  mh (multiclass hinge sum_{i != c} max(0, d - (o_c - o_i))), sce (softmax cross-entropy) and sc_sce
+(cross-entropy of the propagated output means). K = 1 (1-Lipschitz networks).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rsbench.certify.margin import margin_radius, mscr, zhen_radius
+from rsbench.registry import Registry
+
+LossFn = Callable[..., tuple[Tensor, Tensor]]  # -> (mean loss, outputs for the accuracy log: logits or means)
+LOSSES: Registry[LossFn] = Registry("loss")
+
+
+def output_moments(model: nn.Module, x: Tensor, var_x: float) -> tuple[Tensor, Tensor]:
+    """Moment-propagated output mean and variance for inputs x + N(0, var_x I)."""
+    from rsbench.models.orthogonal import propagate_moments
+
+    mean, var = x, torch.full_like(x, float(var_x))
+    if hasattr(model, "mean") and hasattr(model, "std") and hasattr(model, "net"):  # NormalizedModel
+        mean, var = (mean - model.mean) / model.std, var / model.std.square()
+        model = model.net
+    return propagate_moments(model, mean, var)
+
+
+@LOSSES.register("sce")
+def sce(model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    out = model(x)
+    return F.cross_entropy(out, y), out
+
+
+@LOSSES.register("sc_sce")
+def sc_sce(model: nn.Module, x: Tensor, y: Tensor, var_x: float) -> tuple[Tensor, Tensor]:
+    mean = output_moments(model, x, var_x)[0]
+    return F.cross_entropy(mean, y), mean
+
+
+@LOSSES.register("mh")
+def multiclass_hinge(model: nn.Module, x: Tensor, y: Tensor, d: float) -> tuple[Tensor, Tensor]:
+    out = model(x)
+    gap = out.gather(1, y.view(-1, 1)) - out
+    hinge = F.relu(d - gap).masked_fill(F.one_hot(y, out.shape[1]).bool(), 0.0)
+    return hinge.sum(1).mean(), out
+
+
+@LOSSES.register("mcr")
+def mcr(model: nn.Module, x: Tensor, y: Tensor, d: float) -> tuple[Tensor, Tensor]:
+    out = model(x)
+    return F.relu(d - margin_radius(out, y)).mean(), out
+
+
+@LOSSES.register("mscr")
+def mscr_loss(model: nn.Module, x: Tensor, y: Tensor, d: float, var_x: float) -> tuple[Tensor, Tensor]:
+    mean, var = output_moments(model, x, var_x)
+    return F.relu(d - mscr(mean, var, y)).mean(), mean
+
+
+@LOSSES.register("zhen")
+def zhen_loss(model: nn.Module, x: Tensor, y: Tensor, d: float, var_x: float) -> tuple[Tensor, Tensor]:
+    mean, var = output_moments(model, x, var_x)
+    return F.relu(d - zhen_radius(mean, var, y, math.sqrt(var_x))).mean(), mean
+
+
+def make_loss(spec: dict | None) -> Callable[[nn.Module, Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """``{"name": ..., **params}`` -> loss(model, x, y); parameters are checked against the loss's signature."""
+    import inspect
+
+    from rsbench.errors import RsbenchError
+
+    params = dict(spec or {"name": "sce"})
+    fn = LOSSES.get(params.pop("name", "sce"))
+    wanted = [p for p in inspect.signature(fn).parameters if p not in ("model", "x", "y")]
+    if sorted(params) != sorted(wanted):
+        raise RsbenchError(f"train.loss '{fn.__name__}' takes parameters {wanted}, got {sorted(params)}")
+    return lambda model, x, y: fn(model, x, y, **params)
