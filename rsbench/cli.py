@@ -6,15 +6,16 @@ import importlib
 import sys
 
 STAGES = {
-    "train": "train a base classifier with Gaussian noise augmentation",
+    "train": "train a base classifier (noise augmentation, adversarial training or an SRA loss)",
     "certify": "certify test points (Cohen et al.'s CERTIFY) and write certify.csv",
     "predict": "predict with abstention (Cohen et al.'s PREDICT) and write predict.csv",
     "plot": "certified-accuracy figure and table from one or more certify runs",
+    "robustness": "SRA robustness metrics of one network: margin/RS radius, noise and corruption curves, AUCs",
     "merge": "merge the run dirs of a sharded certify (or predict) run into one CSV",
 }
 
 USAGE = "usage: rsbench <stage> [hydra overrides ...]\n\nstages:\n" + "".join(
-    f"  {name:<8} {text}\n" for name, text in STAGES.items()
+    f"  {name:<10} {text}\n" for name, text in STAGES.items()
 ) + (
     "\nEach stage is a Hydra app: 'rsbench certify --help' lists its config groups,\n"
     "'rsbench certify --cfg job' prints the resolved config, '-m' runs a sweep.\n"

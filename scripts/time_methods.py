@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 import yaml
 from omegaconf import OmegaConf
 
@@ -30,6 +31,7 @@ from rsbench.methods.base import MethodContext
 from rsbench.models.checkpoint import load_model
 from rsbench.noise.base import ScaledGaussian
 from rsbench.stages.common import dataset_split, model_choice, plain, select_device
+from rsbench.stages.points import _use_channels_last, fastest_batch
 
 ARTEFACT_PARAMS = {"idrs": "sigma_net", "dsmooth": "covariance"}
 
@@ -76,7 +78,11 @@ def main() -> None:
             method.prepare(MethodContext(cfg, model, meta, spec, device, lambda: None))
         methods[method.label()] = method
     pf = LinearPushforward(model) if LinearPushforward.applies(model) else None
-    n0, n, alpha, batch = int(cfg.certify.n0), int(cfg.certify.n), float(cfg.certify.alpha), 1600
+    channels_last = _use_channels_last(model, spec, "auto")  # the same settings `rsbench certify` picks
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    batch = fastest_batch(model, spec, device, channels_last)
+    n0, n, alpha = int(cfg.certify.n0), int(cfg.certify.n), float(cfg.certify.alpha)
     indices = list(range(0, len(test_ds), max(1, len(test_ds) // args.points)))[:args.points]
     times: dict[str, list[float]] = {name: [] for name in methods}
     for _ in range(args.repeats):
@@ -85,7 +91,7 @@ def main() -> None:
             x = test_ds[i][0].to(device)
             for name, method in methods.items():
                 sampler = PointSampler(model, method.noise, x, i, spec.num_classes, batch, 0,
-                                       pf if isinstance(method.noise, ScaledGaussian) else None)
+                                       pf if isinstance(method.noise, ScaledGaussian) else None, channels_last)
                 t0 = time.perf_counter()
                 method.certify(sampler, n0, n, alpha)
                 total[name] += time.perf_counter() - t0
@@ -99,7 +105,7 @@ def main() -> None:
     df.to_csv(out / f"{args.name}.csv", index=False)
     (out / f"{args.name}.md").write_text(to_markdown(df.set_index("method")))
     print(f"{len(indices)} test points of {spec.name}, {arch}, n0 = {n0}, n = {n}, {args.repeats} interleaved "
-          f"repeats, {device}; ratio = time / time of {list(methods)[1]}")
+          f"repeats, {device}, batch {batch}; ratio = time / time of {list(methods)[1]}")
     print(df.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 

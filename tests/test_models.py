@@ -118,8 +118,9 @@ def test_check_input() -> None:
         check_input(bad, MNIST, "test point 4")
 
 
-@pytest.mark.parametrize("arch", ["resnet20", "resnet56", "vgg13_bn", "vgg19_bn", "mobilenetv2_x0_5", "mobilenetv2_x1_4",
-                                  "shufflenetv2_x0_5", "shufflenetv2_x2_0", "repvgg_a0", "repvgg_a2"])
+@pytest.mark.parametrize("arch", ["resnet20", "resnet56", "vgg13_bn", "vgg19_bn", "mobilenetv2_x0_5",
+                                  "mobilenetv2_x1_4", "shufflenetv2_x0_5", "shufflenetv2_x2_0", "repvgg_a0",
+                                  "repvgg_a2"])
 def test_cifar_zoo_builds_and_runs(arch: str) -> None:
     """DSmooth's CIFAR-10 zoo by name: 32 x 32 inputs to 10 logits; parameter counts of the usual CIFAR variants."""
     from rsbench.data import load_split

@@ -2,6 +2,6 @@
 
 from rsbench.methods.base import METHODS, Method, make_method
 
-from rsbench.methods import dsmooth, gaussian, idrs, laplace, mog  # noqa: E402,F401  isort: skip
+from rsbench.methods import dsmooth, gaussian, idrs, laplace, mog, sra  # noqa: E402,F401  isort: skip
 
 __all__ = ["METHODS", "Method", "make_method"]

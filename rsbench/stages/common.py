@@ -108,7 +108,8 @@ def model_choice(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
 
 # train settings whose default leaves training unchanged: left out of the cache key, so models cached before
 # these settings existed stay valid
-NEUTRAL_TRAIN = {"attack": {"name": "none"}, "loss": {"name": "sce"}, "warmup_steps": 0, "restart_period": 20,
+NEUTRAL_TRAIN = {"attack": {"name": "none"}, "loss": {"name": "sce", "d": None, "var_x": None}, "warmup_steps": 0,
+                 "restart_period": 20,
                  "restart_mult": 2, "adapt_every": 10}
 
 

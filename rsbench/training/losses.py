@@ -79,7 +79,7 @@ def make_loss(spec: dict | None) -> Callable[[nn.Module, Tensor, Tensor], tuple[
 
     from rsbench.errors import RsbenchError
 
-    params = dict(spec or {"name": "sce"})
+    params = {k: v for k, v in dict(spec or {"name": "sce"}).items() if v is not None}  # unset keys are null
     fn = LOSSES.get(params.pop("name", "sce"))
     wanted = [p for p in inspect.signature(fn).parameters if p not in ("model", "x", "y")]
     if sorted(params) != sorted(wanted):
