@@ -7,7 +7,7 @@ TORCH   ?= torch==2.14.1 torchvision==0.29.1
 # Real datasets (MNIST, CIFAR-10 sample) for the reproductions; the demo and tests need none.
 export RSBENCH_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install demo test test-slow lint figures reproduce-engine mnist-models mog-figures idrs-figures dsmooth-figures slurm-test bench perf-sequential smoke-cifar clean
+.PHONY: install demo test test-slow lint figures reproduce-engine mnist-models mog-figures idrs-figures dsmooth-figures sra-figures slurm-test bench perf-sequential smoke-cifar clean
 
 install: $(VENV)/.installed
 
@@ -106,8 +106,23 @@ dsmooth-figures: install      ## DSmooth Fig. 1/3/4/5-style figures and the timi
 	$(BIN)/python scripts/time_methods.py $$(ls -d $(DS)/main/*method-dsmooth* | head -1) --name dsmooth_timing \
 		--compare name=gaussian,sigma=0.25 name=laplace,scale=0.25
 
+SRA   := $(FIG)/sra
+SRA_R := $(RS) robustness -m experiment=sra_mnist
+sra-figures: install          ## SRA Fig. 2-4 style on MNIST: a sub-grid of App. C.4's losses and hyperparameters
+	$(SRA_R) train.loss.name=mscr train.loss.d=1.0,2.0 train.loss.var_x=0.01,0.1 hydra.sweep.dir=$(SRA)/mscr
+	$(SRA_R) train.loss.name=zhen train.loss.d=10,20 train.loss.var_x=0.16,0.64 hydra.sweep.dir=$(SRA)/zhen
+	$(SRA_R) train.loss.name=mcr train.loss.d=1.0,2.0 hydra.sweep.dir=$(SRA)/mcr
+	$(SRA_R) train.loss.name=mh train.loss.d=1.0 hydra.sweep.dir=$(SRA)/mh
+	$(SRA_R) train.loss.name=sc_sce train.loss.var_x=0.01 hydra.sweep.dir=$(SRA)/sc_sce
+	$(SRA_R) train.loss.name=sce hydra.sweep.dir=$(SRA)/sce
+	$(BIN)/python scripts/sra_figures.py $(SRA)
+
 SMOKE := outputs/smoke
-smoke-cifar: install          ## CIFAR-10 configs of the MoG figures end to end on stand-in data: a SMOKE run, not a result
+SMOKE_ZOO := resnet20,vgg13_bn,mobilenetv2_x0_5,shufflenetv2_x0_5,repvgg_a0
+SMOKE_DS := dataset=standin_cifar10 train.epochs=1 train.max_examples=256 certify.n=100 certify.skip=40 \
+	"train.attack={name:square_fgsm,eps_inf:0.5,queries:5,eps_l2:0.5,mix:0.5}" \
+	"certify.attack={name:square_fgsm,eps_inf:0.5,queries:5,eps_l2:0.5}"
+smoke-cifar: install          ## CIFAR-10 configs (MoG, DSmooth zoo, SRA CNN) end to end on stand-in data: SMOKE runs, not results
 	$(RS) train dataset=standin_cifar10 model=cifar_resnet sigma=0.5 train.epochs=1 hydra.run.dir=$(SMOKE)/cifar_train
 	$(RS) certify -m dataset=standin_cifar10 model=cifar_resnet method=mog K=1,10 method.certificate=paper,componentwise \
 		certify.n=500 certify.skip=20 model.checkpoint=$(SMOKE)/cifar_train/model.pt hydra.sweep.dir=$(SMOKE)/cifar_mog
@@ -115,8 +130,17 @@ smoke-cifar: install          ## CIFAR-10 configs of the MoG figures end to end 
 		certify.n=500 certify.skip=10 model.checkpoint=$(SMOKE)/cifar_train/model.pt hydra.sweep.dir=$(SMOKE)/cifar_sample_mog
 	$(RS) plot figure=mog_fig1 runs=[$(SMOKE)/cifar_mog] hydra.run.dir=$(SMOKE) \
 		"title='SMOKE RUN on synthetic stand-in CIFAR-10 data - not a result'"
+	$(RS) certify -m $(SMOKE_DS) model=$(SMOKE_ZOO) method=dsmooth method.n_images=64 method.attack.queries=5 \
+		hydra.sweep.dir=$(SMOKE)/cifar_dsmooth_zoo
+	$(RS) certify -m $(SMOKE_DS) model=resnet20 method=gaussian,laplace hydra.sweep.dir=$(SMOKE)/cifar_dsmooth_baselines
+	$(RS) plot figure=dsmooth_fig1 hydra.run.dir=$(SMOKE) \
+		runs=[$$(ls -d $(SMOKE)/cifar_dsmooth_zoo/*model-resnet20*/ $(SMOKE)/cifar_dsmooth_baselines/*/ | paste -sd,)] \
+		"title='SMOKE RUN on synthetic stand-in CIFAR-10 data - not a result'"
+	$(RS) robustness dataset=standin_cifar10 model=sra_cnn model.params.iters=10 train.epochs=1 train.max_examples=256 \
+		train.noise_sigma=0 train.loss.name=mscr train.loss.d=1.0 train.loss.var_x=0.01 robustness.max=100 \
+		robustness.rs.n=100 robustness.gn_step=0.1 robustness.gn_draws=2 hydra.run.dir=$(SMOKE)/cifar_sra
 
-figures: reproduce-engine mog-figures idrs-figures dsmooth-figures   ## every paper figure that is implemented so far
+figures: reproduce-engine mog-figures idrs-figures dsmooth-figures sra-figures   ## every paper figure that is implemented so far
 
 MLP_CKPT := outputs/train/experiment-cohen_mnist__model-mlp/model.pt
 perf-sequential: install      ## sequential vs fixed-n certification, 500 MNIST points, n_max = 100,000 (docs/PERFORMANCE.md)

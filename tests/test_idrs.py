@@ -223,8 +223,7 @@ def test_bad_parameters(bad, pattern) -> None:
 # -- end to end -------------------------------------------------------------------------------------------------
 
 IDRS_TINY = [*TINY_TRAIN, "method=idrs", "method.train.max_examples=256", "method.train.samples=4",
-             "train.attack.name=pgd_l2", "+train.attack.eps=1.0", "+train.attack.steps=2",
-             "+train.attack.step_size=0.5",
+             "train.attack={name:pgd_l2,eps:1.0,steps:2,step_size:0.5}",
              "certify.n0=20", "certify.n=400", "certify.skip=50", "certify.max=300", "certify.batch=400"]
 
 

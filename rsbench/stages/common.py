@@ -108,15 +108,14 @@ def model_choice(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
 
 # train settings whose default leaves training unchanged: left out of the cache key, so models cached before
 # these settings existed stay valid
-NEUTRAL_TRAIN = {"attack": {"name": "none"}, "loss": {"name": "sce", "d": None, "var_x": None}, "warmup_steps": 0,
-                 "restart_period": 20,
-                 "restart_mult": 2, "adapt_every": 10}
+NEUTRAL_TRAIN = {"attack": (None, {"name": "none"}), "loss": ({"name": "sce", "d": None, "var_x": None},),
+                 "warmup_steps": (0,), "restart_period": (20,), "restart_mult": (2,), "adapt_every": (10,)}
 
 
 def default_model_path(cfg: DictConfig, spec: DatasetSpec, arch: str, params: dict[str, Any],
                        sigma: float) -> Path:
     """Where the cached default model for (dataset, arch, params, sigma, seed, train settings) lives."""
-    train = {k: v for k, v in plain(cfg.train).items() if NEUTRAL_TRAIN.get(k, object()) != v}
+    train = {k: v for k, v in plain(cfg.train).items() if v not in NEUTRAL_TRAIN.get(k, ())}
     key = json.dumps({"dataset": spec.name, "arch": arch, "params": params, "sigma": sigma,
                       "seed": cfg.seed, "train": train}, sort_keys=True)
     digest = hashlib.sha1(key.encode()).hexdigest()[:10]
