@@ -267,3 +267,17 @@ def test_imagenet_path_without_dense_covariance(tmp_path) -> None:
     assert len(rows) == 2 and (rows["norm"] == "mahalanobis").all()
     cov = LowRankCovariance.load(next((tmp_path / "out" / "models").glob("*covariance*/covariance.pt")))
     assert tuple(cov.basis.shape) == (3 * 224 * 224, 3)
+
+
+def test_fine_tuning_starts_from_the_given_checkpoint(tmp_path, tiny_model) -> None:
+    """train.init_checkpoint: DSmooth's fine-tuning on a 50:50 mix of clean and attacked images."""
+    from rsbench.models.checkpoint import read_checkpoint
+
+    run_cli(["train", *TINY_TRAIN, f"train.init_checkpoint={tiny_model}", "train.max_examples=64", "train.lr=1e-9",
+             "train.attack={name:square_fgsm,eps_inf:0.3,queries:2,eps_l2:0.3,mix:0.5}",
+             f"hydra.run.dir={tmp_path / 'ft'}"], tmp_path)
+    base, _ = read_checkpoint(tiny_model)
+    tuned, meta = read_checkpoint(tmp_path / "ft" / "model.pt")
+    assert meta["init_checkpoint"] == str(tiny_model) and meta["train_attack"]["mix"] == 0.5
+    moved = max(float((tuned[k] - base[k]).abs().max()) for k in base)
+    assert 0 < moved < 1e-6  # it starts from the checkpoint's weights (a tiny lr barely moves them)

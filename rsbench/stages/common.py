@@ -108,8 +108,9 @@ def model_choice(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
 
 # train settings whose default leaves training unchanged: left out of the cache key, so models cached before
 # these settings existed stay valid
-NEUTRAL_TRAIN = {"attack": (None, {"name": "none"}), "loss": ({"name": "sce", "d": None, "var_x": None},),
-                 "warmup_steps": (0,), "restart_period": (20,), "restart_mult": (2,), "adapt_every": (10,)}
+NEUTRAL_TRAIN = {"attack": (None, {"name": "none"}), "init_checkpoint": (None,),
+                 "loss": ({"name": "sce", "d": None, "var_x": None},), "warmup_steps": (0,),
+                 "restart_period": (20,), "restart_mult": (2,), "adapt_every": (10,)}
 
 
 def default_model_path(cfg: DictConfig, spec: DatasetSpec, arch: str, params: dict[str, Any],
@@ -132,6 +133,10 @@ def train_and_save(cfg: DictConfig, arch: str, params: dict[str, Any], sigma: fl
     test_ds, _ = dataset_split(cfg, "test")
     torch.manual_seed(int(cfg.seed))  # the seed fixes the initial weights too
     model = build_model(arch, spec, params)
+    init = cfg.train.get("init_checkpoint")
+    if init:  # fine-tuning (DSmooth fine-tunes standard models on clean + attacked images)
+        model, _ = load_model(init, arch, params, spec)
+        log.info("fine-tuning from %s", init)
     attack = tc.attack_params()
     if attack is not None:
         sigma = 0.0  # adversarial training replaces noise augmentation
@@ -141,7 +146,7 @@ def train_and_save(cfg: DictConfig, arch: str, params: dict[str, Any], sigma: fl
             "input_shape": list(spec.shape), "num_classes": spec.num_classes,
             "train_noise_sigma": float(sigma), "seed": int(cfg.seed), "epochs": tc.epochs,
             "clean_acc": metrics["test_acc"], "noisy_acc": metrics["test_acc_noisy"],
-            "stand_in": spec.stand_in, "train_attack": attack}
+            "stand_in": spec.stand_in, "train_attack": attack, "init_checkpoint": init}
     save_checkpoint(ckpt, model, meta)
     return meta
 
