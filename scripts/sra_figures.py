@@ -28,7 +28,8 @@ def collect(root: Path) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
         s = json.loads(summary.read_text())
         loss = s.get("loss") or {"name": "sce"}
         run = summary.parent.name
-        rows.append({"run": run, "loss": loss["name"], "d": loss.get("d"), "var_x": loss.get("var_x"),
+        rows.append({"run": run, "label": f"{loss['name']} d={loss.get('d')} var_x={loss.get('var_x')}",
+                     "loss": loss["name"], "d": loss.get("d"), "var_x": loss.get("var_x"),
                      **{k: s[k] for k in ("clean_acc", "auc_cr_margin", "auc_cr_rs", "auc_gn",
                                           "mscr_vs_mc_mean_abs_diff", "mscr_vs_mc_corr")}})
         curves[run] = pd.read_csv(summary.parent / "curves.csv")
@@ -45,7 +46,7 @@ def main() -> None:
     root = Path(args.root)
     table, curves = collect(root)
     table.to_csv(root / "table.csv", index=False)
-    (root / "table.md").write_text(to_markdown(table.set_index("run")))
+    (root / "table.md").write_text(to_markdown(table.drop(columns="run").set_index("label")))
     grid = table[table["loss"].isin(["mscr", "zhen"])].dropna(subset=["d", "var_x"])
     if len(grid):
         plot_heatmaps(grid, {"clean_acc": "clean accuracy", "auc_cr_margin": "AUC_CR (margin)", "auc_gn": "AUC_GN"},
@@ -59,8 +60,9 @@ def main() -> None:
                 for r in best.itertuples()}
     plot_robustness(selected, root / "curves_fig4",
                     f"best RS AUC_CR per loss, clean accuracy in [{low:.3f}, {high:.3f}]")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    print(f"\nselected (clean accuracy in [{low:.3f}, {high:.3f}]):\n" + best.to_string(index=False))
+    print(table.drop(columns="run").to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"\nselected (clean accuracy in [{low:.3f}, {high:.3f}]):")
+    print(best.drop(columns="run").to_string(index=False))
 
 
 if __name__ == "__main__":

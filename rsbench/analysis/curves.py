@@ -57,11 +57,17 @@ def format_table(table: pd.DataFrame, digits: int = 3) -> str:
     return table.to_string(formatters=fmt)
 
 
+def _cell(column: str, value: object, digits: int) -> str:
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return f"{int(value)}" if column == "points" else f"{value:.{digits}f}"
+    return "" if value is None else str(value)
+
+
 def to_markdown(table: pd.DataFrame, digits: int = 3) -> str:
     """A GitHub-flavoured Markdown table (no extra dependency)."""
     cols = ["run", *table.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for label, row in table.iterrows():
-        cells = [str(label)] + [f"{int(v)}" if c == "points" else f"{v:.{digits}f}" for c, v in row.items()]
+        cells = [str(label)] + [_cell(c, v, digits) for c, v in row.items()]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
