@@ -132,9 +132,11 @@ smoke-cifar: install          ## CIFAR-10 configs (MoG, DSmooth zoo, SRA CNN) en
 		"title='SMOKE RUN on synthetic stand-in CIFAR-10 data - not a result'"
 	$(RS) certify -m $(SMOKE_DS) model=$(SMOKE_ZOO) method=dsmooth method.n_images=64 method.attack.queries=5 \
 		hydra.sweep.dir=$(SMOKE)/cifar_dsmooth_zoo
-	$(RS) certify -m $(SMOKE_DS) model=resnet20 method=gaussian,laplace hydra.sweep.dir=$(SMOKE)/cifar_dsmooth_baselines
-	$(RS) plot figure=dsmooth_fig1 hydra.run.dir=$(SMOKE) \
-		runs=[$$(ls -d $(SMOKE)/cifar_dsmooth_zoo/*model-resnet20*/ $(SMOKE)/cifar_dsmooth_baselines/*/ | paste -sd,)] \
+	$(RS) certify $(SMOKE_DS) model=resnet20 method=dsmooth method.n_images=64 method.attack.queries=5 \
+		hydra.run.dir=$(SMOKE)/cifar_dsmooth/dsmooth
+	$(RS) certify $(SMOKE_DS) model=resnet20 method=gaussian hydra.run.dir=$(SMOKE)/cifar_dsmooth/gaussian
+	$(RS) certify $(SMOKE_DS) model=resnet20 method=laplace hydra.run.dir=$(SMOKE)/cifar_dsmooth/laplace
+	$(RS) plot figure=dsmooth_fig1 runs=[$(SMOKE)/cifar_dsmooth] hydra.run.dir=$(SMOKE) \
 		"title='SMOKE RUN on synthetic stand-in CIFAR-10 data - not a result'"
 	$(RS) robustness dataset=standin_cifar10 model=sra_cnn model.params.iters=10 train.epochs=1 train.max_examples=256 \
 		train.noise_sigma=0 train.loss.name=mscr train.loss.d=1.0 train.loss.var_x=0.01 robustness.max=100 \
