@@ -152,3 +152,16 @@ def test_mog_k1_equals_gaussian_and_main_command(tmp_path, tiny_model) -> None:
     df = pd.read_csv(k10)
     assert (df["K"] == 10).all() and not df["sound"].any() and (df["semantics"] == "mixture").all()
     assert (k10.parent / "certified_accuracy.png").exists() and (k10.parent / "certified_accuracy.pdf").exists()
+
+
+@pytest.mark.parametrize("method", [["method=laplace"],
+                                    ["method=dsmooth", "method.n_images=40", "method.attack.queries=2"],
+                                    ["method=idrs", "method.train.max_examples=100"],
+                                    ["method=sra", "model=sra_mlp", "model.params.iters=6",
+                                     "model.params.widths=[32]", "train.noise_sigma=0"]])
+def test_predict_with_every_method(tmp_path, method) -> None:
+    args = [*method, *(a for a in TINY_TRAIN if not (a.startswith("model") and any(
+        m.startswith("model") for m in method))), "predict.n=100", "predict.max=100", "predict.skip=50"]
+    run_cli(["predict", *args], tmp_path)
+    rows = pd.read_csv(next(tmp_path.glob("predict/*/predict.csv")))
+    assert len(rows) == 2 and set(rows["method"]) == {method[0].split("=")[1]}

@@ -21,6 +21,7 @@ class LaplaceSmoothing:
     name = "laplace"
     norm = "l1"
     columns = ("method", "certificate", "norm", "sound", "scale", "n0", "n", "alpha", "count", "p_lower")
+    predict_columns = ("method", "scale", "n", "alpha", "count_a", "count_b", "pvalue")
 
     def __init__(self, scale: float) -> None:
         self.scale = check_positive("method.scale", scale)

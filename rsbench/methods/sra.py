@@ -28,6 +28,7 @@ from rsbench.noise.gaussian import GaussianNoise
 class MarginCertificate:
     name = "sra"
     columns = ("method", "certificate", "norm", "sound", "L", "margin", "var_x", "mscr", "mscr_mc")
+    predict_columns = ("method", "margin")
 
     def __init__(self, var_x: float = 0.01, mc_draws: int = 1000) -> None:
         require(var_x > 0 and math.isfinite(var_x), f"method.var_x={var_x} must be > 0")
@@ -79,6 +80,9 @@ class MarginCertificate:
                 "margin": float(-margin_loss(logits, y)[0]), "var_x": self.var_x, "mscr": closed, "mscr_mc": mc}
 
     def predict(self, sampler: PointSampler, n: int, alpha: float) -> dict[str, Any]:
+        """The network's own prediction (no smoothing, never abstains) and its margin o_pred - max other."""
         with torch.inference_mode():
-            predict = int(sampler.model(sampler.x.unsqueeze(0)).argmax(1)[0])
-        return {"predict": predict, "method": self.name}
+            logits = sampler.model(sampler.x.unsqueeze(0))
+            predict = logits.argmax(1)
+            return {"predict": int(predict[0]), "method": self.name,
+                    "margin": float(-margin_loss(logits, predict)[0])}
