@@ -227,3 +227,13 @@ def test_sra_method_refuses_normalised_models(tmp_path, capsys) -> None:
         run_cli(["certify", "method=sra", "model=mlp", "train.epochs=1", "train.max_examples=100",
                  "certify.max=100", "certify.skip=50"], tmp_path)
     assert "without input normalisation" in capsys.readouterr().err
+
+
+def test_lipschitz_bound_refuses_unknown_layers() -> None:
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten())
+    with pytest.raises(TypeError, match="Conv2d"):
+        lipschitz_upper_bound(net, (1, 8, 8))
+    lin = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    norms = [torch.linalg.matrix_norm(lin[i].weight.detach(), 2) for i in (1, 3)]
+    expected = float(norms[0] * norms[1])
+    assert lipschitz_upper_bound(lin, (1, 2, 2)) == pytest.approx(expected, rel=1e-5)

@@ -66,10 +66,16 @@ def noise_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: fl
 def noise_accuracy_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: float, draws: int, seed: int,
                          num_classes: int, cutoff: float = 0.03, max_steps: int = 100) -> list[float]:
     """NoiseAcc at sigma = 0, step, 2 step, ... until it falls below 1/|C| + cutoff (B.2 step 5)."""
+    from rsbench.progress import progress
+
     g = torch.Generator(device=x.device).manual_seed(seed)
     curve = [noise_accuracy(model, x, y, 0.0, 1, g)]
+    bar = progress(desc="noise accuracy", unit="sigma")
     while curve[-1] >= 1.0 / num_classes + cutoff and len(curve) < max_steps:
         curve.append(noise_accuracy(model, x, y, step * len(curve), draws, g))
+        bar.update(1)
+        bar.set_postfix(sigma=f"{step * (len(curve) - 1):g}", acc=f"{curve[-1]:.3f}", refresh=False)
+    bar.close()
     return curve
 
 

@@ -49,14 +49,13 @@ class MarginCertificate:
         return "margin CR (eq. 6)"
 
     def prepare(self, ctx: MethodContext) -> dict[str, Any]:
-        from rsbench.models.orthogonal import lipschitz_upper_bound
+        from rsbench.models.orthogonal import check_pixel_space, lipschitz_upper_bound
 
+        check_pixel_space(ctx.model)
         try:
             self.L = lipschitz_upper_bound(ctx.model.net, ctx.spec.shape)
         except (TypeError, RuntimeError) as exc:
             raise RsbenchError(f"method=sra needs a network of Linear / BjorckLinear / BCOP layers: {exc}") from exc
-        require(float(ctx.model.std.min()) == 1.0 and float(ctx.model.mean.abs().max()) == 0.0,
-                "method=sra needs a model without input normalisation (model=sra_mlp or sra_cnn)")
         return {"L": self.L}
 
     def certify(self, sampler: PointSampler, n0: int, n: int, alpha: float, sequential: Any = None) -> dict[str, Any]:

@@ -191,23 +191,36 @@ class BCOPConv2d(nn.Module):
         return float(torch.linalg.matrix_norm(mats, ord=2).max())
 
 
+LIPSCHITZ_1_LAYERS = (nn.ReLU, nn.Flatten, InvertibleDownsampling)  # parameter-free and 1-Lipschitz
+
+
 def lipschitz_upper_bound(net: nn.Module, input_shape: tuple[int, ...]) -> float:
-    """Product of the exact operator norms of the linear layers (ReLU, flatten, downsampling are 1-Lipschitz)."""
+    """Product of the exact operator norms of the layers of a Sequential network (ReLU, flatten and invertible
+    downsampling are 1-Lipschitz). Any other layer is refused (TypeError): its constant is not computed here."""
     bound = 1.0
-    shape = tuple(input_shape)
-    x = torch.zeros(1, *shape)
-    for m in net.modules():
-        if isinstance(m, BjorckLinear):
+    x = torch.zeros(1, *input_shape)
+    for m in (net if isinstance(net, nn.Sequential) else [net]):
+        if isinstance(m, nn.Sequential):
+            bound *= lipschitz_upper_bound(m, tuple(x.shape[1:]))
+        elif isinstance(m, BjorckLinear):
             bound *= float(torch.linalg.matrix_norm(m.weight().detach().double(), ord=2))
         elif isinstance(m, nn.Linear):
             bound *= float(torch.linalg.matrix_norm(m.weight.detach().double(), ord=2))
-    # convolution norms need their input size: walk the network once
-    for m in (net if isinstance(net, nn.Sequential) else [net]):
-        if isinstance(m, BCOPConv2d):
+        elif isinstance(m, BCOPConv2d):
             bound *= m.operator_norm(tuple(x.shape[-2:]))
+        elif not isinstance(m, LIPSCHITZ_1_LAYERS):
+            raise TypeError(f"no Lipschitz bound for layer {type(m).__name__}")
         with torch.no_grad():
             x = m(x)
     return bound
+
+
+def check_pixel_space(model: nn.Module) -> None:
+    """Refuse a NormalizedModel that rescales its input: the bound must hold for pixel-space perturbations."""
+    from rsbench.errors import require
+
+    require(float(model.std.min()) == 1.0 and float(model.std.max()) == 1.0 and float(model.mean.abs().max()) == 0.0,
+            "margin certificates need a model without input normalisation (model=sra_mlp or sra_cnn)")
 
 
 def relu_moments(mean: Tensor, var: Tensor) -> tuple[Tensor, Tensor]:

@@ -50,7 +50,7 @@ def _rs_radii(cfg: DictConfig, model, spec, test_ds, indices: list[int], out: Pa
 
 
 def robustness(cfg: DictConfig, out: Path) -> None:
-    from rsbench.models.orthogonal import lipschitz_upper_bound
+    from rsbench.models.orthogonal import check_pixel_space, lipschitz_upper_bound
     from rsbench.training.losses import output_moments
 
     r = cfg.robustness
@@ -58,6 +58,7 @@ def robustness(cfg: DictConfig, out: Path) -> None:
     test_ds, spec = dataset_split(cfg, "test")
     indices = select_indices(len(test_ds), r.skip, r.max)
     model, meta = resolve_model(cfg, spec, float(cfg.train.noise_sigma), device)
+    check_pixel_space(model)
     try:
         lip = lipschitz_upper_bound(model.net, spec.shape)
     except (TypeError, RuntimeError) as exc:
