@@ -44,6 +44,11 @@ def plot_panels(panels: Mapping[str, Mapping[str, Curve]], out_stem: str | Path,
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
+    return save_figure(fig, out_stem)
+
+
+def save_figure(fig: plt.Figure, out_stem: str | Path) -> list[Path]:
+    """Write ``out_stem``.png and .pdf (creating the folder) and close the figure."""
     out_stem = Path(out_stem)
     out_stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [out_stem.with_suffix(".png"), out_stem.with_suffix(".pdf")]

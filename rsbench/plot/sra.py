@@ -12,19 +12,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from rsbench.plot.certified_accuracy import save_figure  # noqa: E402
+
 PANELS = (("margin_cr", "margin certified radius (l2)", "fraction certified"),
           ("rs_cr", "RS certified radius (l2)", "fraction certified"),
           ("noise_accuracy", "Gaussian noise std sigma_x", "accuracy"),
           ("linear_corruption", "signal fraction alpha", "accuracy"))
-
-
-def _save(fig, out_stem: Path) -> list[Path]:
-    out_stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [out_stem.with_suffix(".png"), out_stem.with_suffix(".pdf")]
-    for p in paths:
-        fig.savefig(p, dpi=150)
-    plt.close(fig)
-    return paths
 
 
 def plot_robustness(runs: Mapping[str, pd.DataFrame], out_stem: str | Path, title: str | None = None) -> list[Path]:
@@ -44,7 +37,7 @@ def plot_robustness(runs: Mapping[str, pd.DataFrame], out_stem: str | Path, titl
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, Path(out_stem))
+    return save_figure(fig, out_stem)
 
 
 def plot_heatmaps(table: pd.DataFrame, metrics: Mapping[str, str], out_stem: str | Path,
@@ -70,4 +63,4 @@ def plot_heatmaps(table: pd.DataFrame, metrics: Mapping[str, str], out_stem: str
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, Path(out_stem))
+    return save_figure(fig, out_stem)
