@@ -32,6 +32,14 @@ class Halfspace(nn.Module):
         return float(norm.cdf(float(self.margin(x.unsqueeze(0))[0]) / (sigma * float(self.w.norm()))))
 
 
+class OneHotHalfspace(Halfspace):
+    """A halfspace whose softmax is (numerically) one-hot, so soft smoothing sees exactly the hard votes and
+    the smoothed score of class 1 is Phi(margin / (sigma ||w||))."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 1e6 * torch.sign(super().forward(x))
+
+
 def point_at_distance(model: Halfspace, shape: tuple[int, ...], distance: float, seed: int = 0) -> torch.Tensor:
     """A point on the class-1 side at the given l2 distance from the hyperplane."""
     g = torch.Generator().manual_seed(seed)

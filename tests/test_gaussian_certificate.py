@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from halfspace import Halfspace, point_at_distance
+from halfspace import Halfspace, OneHotHalfspace, point_at_distance
 from rsbench.certify.certificates import gaussian_l2_radius
 from rsbench.certify.sampling import PointSampler
 from rsbench.certify.smoothing import ABSTAIN
@@ -66,3 +66,29 @@ def test_point_on_hyperplane_abstains() -> None:
     x = point_at_distance(h, SHAPE, 0.0)
     row = method.certify(PointSampler(h, method.noise, x, 0, 2, 1000, 0), n0=100, n=2000, alpha=0.001)
     assert row["predict"] == ABSTAIN and row["radius"] == 0.0
+
+
+@pytest.mark.parametrize("bounds", ["bernstein", "hoeffding"])
+def test_soft_smoothing_never_exceeds_truth(bounds: str) -> None:
+    """Soft Gaussian RS (the IDRS paper's baselines) on a halfspace: radius <= the distance, and not vacuous."""
+    g = torch.Generator().manual_seed(4)
+    h = OneHotHalfspace(torch.randn(SHAPE, generator=g), b=0.2)
+    method = make_method({"name": "gaussian", "sigma": 0.25, "smoothing": "soft", "bounds": bounds})
+    assert method.sound
+    certified = 0
+    for k, distance in enumerate([0.02, 0.1, 0.3, 0.6]):
+        x = point_at_distance(h, SHAPE, distance, seed=k)
+        row = method.certify(PointSampler(h, method.noise, x, k, 2, 5000, seed=3), n0=100, n=20_000, alpha=0.001)
+        assert row["radius"] <= distance, (distance, row)
+        certified += row["radius"] > 0.5 * distance
+        # from the exact smoothed scores the same formula is exactly the distance
+        p = h.gaussian_p1(x, 0.25)
+        assert gaussian_l2_radius(p, 0.25, 1.0 - p) == pytest.approx(distance, rel=1e-4)
+    assert certified >= 2
+
+
+def test_plug_in_soft_bounds_are_labelled_unsound() -> None:
+    method = make_method({"name": "gaussian", "sigma": 0.25, "smoothing": "soft", "bounds": "point", "p_min": 1e-7})
+    assert method.sound is False and "NOT a certificate" in method.warning
+    with pytest.raises(RsbenchError, match="p_min > 0"):
+        make_method({"name": "gaussian", "sigma": 0.25, "smoothing": "soft", "bounds": "point"})

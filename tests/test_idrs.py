@@ -10,7 +10,7 @@ import torch
 from scipy.stats import norm
 
 from conftest import TINY_TRAIN, read_rows, run_cli
-from halfspace import Halfspace, point_at_distance
+from halfspace import Halfspace, OneHotHalfspace, point_at_distance
 from rsbench.certify.certificates import gaussian_l2_radius, idrs_radius
 from rsbench.certify.lipschitz import idrs_lipschitz
 from rsbench.certify.sampling import PointSampler
@@ -166,13 +166,6 @@ def test_bernstein_is_tighter_than_hoeffding_for_confident_scores() -> None:
 
 # -- Monte Carlo certification ----------------------------------------------------------------------------------
 
-class _OneHotHalfspace(Halfspace):
-    """A halfspace whose softmax is (numerically) one-hot, so soft and hard smoothing coincide."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return 1e6 * torch.sign(super().forward(x))
-
-
 def _prepared_idrs(net: SigmaNet, **params) -> object:
     method = make_method({"name": "idrs", "sigma_min": net.sigma_min, "lip_sigma": net.lip, "hidden": net.hidden,
                           **params})
@@ -183,7 +176,7 @@ def _prepared_idrs(net: SigmaNet, **params) -> object:
 @pytest.mark.parametrize("bounds", ["bernstein", "hoeffding"])
 def test_monte_carlo_idrs_never_exceeds_truth(bounds: str) -> None:
     g = torch.Generator().manual_seed(5)
-    h = _OneHotHalfspace(torch.randn(SHAPE, generator=g), b=0.1)
+    h = OneHotHalfspace(torch.randn(SHAPE, generator=g), b=0.1)
     method = _prepared_idrs(_known_sigma_net(h.w.view(SHAPE), 0.5, 0.0, sigma_min=0.3), bounds=bounds)
     assert method.sound
     certified = 0

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsbench.errors import check_count, check_positive
+from rsbench.models.registry import frozen_parameters
 
 _TINY = 1e-12
 
@@ -45,10 +46,7 @@ def l2_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps
         delta = (x + delta).clamp(0.0, 1.0) - x
     else:
         delta = torch.zeros_like(x)
-    params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
+    with frozen_parameters(model):
         for _ in range(steps):
             delta.requires_grad_(True)
             with torch.enable_grad():
@@ -57,7 +55,4 @@ def l2_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps
             step = grad / _per_example_norm(grad)
             delta = project_l2(delta.detach() + step_size * step, eps)
             delta = (x + delta).clamp(0.0, 1.0) - x
-    finally:
-        for p in params:
-            p.requires_grad_(True)
     return (x + delta).detach()

@@ -29,6 +29,7 @@ class MarginCertificate:
     name = "sra"
     columns = ("method", "certificate", "norm", "sound", "L", "margin", "var_x", "mscr", "mscr_mc")
     predict_columns = ("method", "margin")
+    pixel_space_model = True  # the Lipschitz bound must hold for pixel-space perturbations
 
     def __init__(self, var_x: float = 0.01, mc_draws: int = 1000) -> None:
         require(var_x > 0 and math.isfinite(var_x), f"method.var_x={var_x} must be > 0")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -66,3 +67,16 @@ def check_input(x: torch.Tensor, spec: DatasetSpec, where: str) -> None:
                            f"{tuple(spec.shape)} (dataset {spec.name})")
     if not torch.isfinite(x).all():
         raise RsbenchError(f"{where}: input holds non-finite pixels (NaN or inf)")
+
+
+@contextmanager
+def frozen_parameters(module: nn.Module) -> Iterator[None]:
+    """Within the block, ``module``'s trainable parameters get no gradients; restored on exit."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)

@@ -37,13 +37,20 @@ class SigmaNet(nn.Module):
     def caps(self) -> tuple[float, float]:
         return 1.0, self.lip
 
-    def weights(self) -> list[torch.Tensor]:
-        """The effective (spectrally normalised) weight matrices W1, W2."""
-        out = []
+    def normalized(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The effective weights W_j = V_j min(1, c_j / ||V_j||) and their norms ||W_j|| = min(||V_j||, c_j),
+        from one SVD per layer."""
+        weights, norms = [], []
         for v, cap in zip((self.v1, self.v2), self.caps(), strict=True):
             norm = torch.linalg.matrix_norm(v, ord=2).clamp_min(1e-30)
-            out.append(v * torch.clamp(cap * SAFETY / norm, max=1.0))
-        return out
+            scale = torch.clamp(cap * SAFETY / norm, max=1.0)
+            weights.append(v * scale)
+            norms.append(norm * scale)
+        return weights, norms
+
+    def weights(self) -> list[torch.Tensor]:
+        """The effective (spectrally normalised) weight matrices W1, W2."""
+        return self.normalized()[0]
 
     def forward(self, x: torch.Tensor, weights: list[torch.Tensor] | None = None) -> torch.Tensor:
         """sigma_theta(x) for a batch of inputs (any shape (B, ...) with prod(...) = d); returns shape (B,)."""

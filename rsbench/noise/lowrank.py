@@ -13,7 +13,7 @@ sigma / det(Sigma)^(1/(2d)).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ class LowRankCovariance:
     eigvals: torch.Tensor   # lam_k, (k,), >= 0
     floor: float            # lam > 0
     meta: dict[str, Any]
+    _factors: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         require(self.basis.dim() == 2 and self.eigvals.shape == (self.basis.shape[1],),
@@ -70,9 +71,15 @@ class LowRankCovariance:
         flat.normal_(generator=generator).mul_(math.sqrt(self.floor))  # isotropic part first: with k = 0 this
         if self.k:                                                     # is exactly sqrt(lam) z
             a = torch.randn((len(out), self.k), generator=generator, device=out.device, dtype=out.dtype)
-            scaled = (self.basis.to(out.device, out.dtype) * self.eigvals.sqrt().to(out.device, out.dtype))
-            flat.addmm_(a, scaled.T)
+            flat.addmm_(a, self._factor_t(out.device, out.dtype))
         return out
+
+    def _factor_t(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """(U diag(sqrt(lam_k)))^T on ``device`` in ``dtype``, computed once (draw is on the sampling hot path)."""
+        key = (str(device), dtype)
+        if key not in self._factors:
+            self._factors[key] = (self.basis.to(device, dtype) * self.eigvals.sqrt().to(device, dtype)).T
+        return self._factors[key]
 
     def to(self, device: torch.device | str) -> LowRankCovariance:
         return LowRankCovariance(self.basis.to(device), self.eigvals.to(device), self.floor, self.meta)

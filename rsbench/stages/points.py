@@ -72,6 +72,13 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
     indices = shard_indices(select_indices(len(test_ds), section.skip, section.max), shard, num_shards)
     if spec.stand_in:
         log.warning("dataset %s is synthetic stand-in data: this is a smoke run, not a result", spec.name)
+    if getattr(method, "pixel_space_model", False):  # refuse before any default model is trained
+        from rsbench.models.orthogonal import check_pixel_space
+        from rsbench.models.registry import build_model
+        from rsbench.stages.common import model_choice
+
+        arch, params = model_choice(cfg)
+        check_pixel_space(build_model(arch, spec, params))
     model, meta = resolve_model(cfg, spec, method.train_sigma, device)
     artefacts = {}
     if hasattr(method, "prepare"):

@@ -19,6 +19,7 @@ from rsbench.stages.common import (
     CONF_DIR,
     dataset_split,
     log,
+    model_choice,
     plain,
     resolve_model,
     run_stage,
@@ -51,14 +52,16 @@ def _rs_radii(cfg: DictConfig, model, spec, test_ds, indices: list[int], out: Pa
 
 def robustness(cfg: DictConfig, out: Path) -> None:
     from rsbench.models.orthogonal import check_pixel_space, lipschitz_upper_bound
+    from rsbench.models.registry import build_model
     from rsbench.training.losses import output_moments
 
     r = cfg.robustness
     device = select_device(cfg.device)
     test_ds, spec = dataset_split(cfg, "test")
     indices = select_indices(len(test_ds), r.skip, r.max)
+    arch, params = model_choice(cfg)
+    check_pixel_space(build_model(arch, spec, params))  # before any default model is trained
     model, meta = resolve_model(cfg, spec, float(cfg.train.noise_sigma), device)
-    check_pixel_space(model)
     try:
         lip = lipschitz_upper_bound(model.net, spec.shape)
     except (TypeError, RuntimeError) as exc:

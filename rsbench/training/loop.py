@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,6 +124,22 @@ def accuracy(model: nn.Module, ds: Dataset, sigma: float, seed: int, device: tor
     return right / max(total, 1)
 
 
+@contextmanager
+def epoch_log(log_path: str | None, columns: tuple[str, ...], steps: int,
+              desc: str) -> Iterator[tuple[ResultsCSV | None, Any]]:
+    """(per-epoch CSV log keyed by epoch, or None; progress bar over ``steps`` batches), both closed on exit."""
+    log = ResultsCSV(log_path, columns, key="epoch") if log_path else None
+    if log:
+        log.open()
+    bar = progress(total=steps, desc=desc, unit="batch")
+    try:
+        yield log, bar
+    finally:
+        bar.close()
+        if log:
+            log.close()
+
+
 def _step(opt: torch.optim.Optimizer, warm: bool) -> None:
     """One optimiser step; during warm-up the learning rate is 0, so Adam updates its moments only."""
     if not warm:
@@ -155,14 +172,9 @@ def train_model(model: nn.Module, train_ds: Dataset, test_ds: Dataset, tc: Train
     noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
     attack = tc.attack_params()
     attack_gen = torch.Generator(device=device).manual_seed(seed + 2)
-    log = ResultsCSV(log_path, LOG_COLUMNS, key="epoch") if log_path else None
-    if log:
-        log.open()
     n_train = min(len(train_ds), tc.max_examples or len(train_ds))
-    steps = tc.epochs * -(-n_train // tc.batch_size)
-    bar = progress(total=steps, desc="train", unit="batch")
     metrics: dict[str, float] = {}
-    try:
+    with epoch_log(log_path, LOG_COLUMNS, tc.epochs * -(-n_train // tc.batch_size), "train") as (log, bar):
         for epoch in range(1, tc.epochs + 1):
             t0 = time.perf_counter()
             model.train()
@@ -199,9 +211,5 @@ def train_model(model: nn.Module, train_ds: Dataset, test_ds: Dataset, tc: Train
             }
             if log:
                 log.append(metrics)
-    finally:
-        bar.close()
-        if log:
-            log.close()
     model.eval()
     return metrics

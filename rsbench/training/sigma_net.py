@@ -18,10 +18,9 @@ import torch
 from torch import nn
 
 from rsbench.errors import check_count, check_positive, require
+from rsbench.models.registry import frozen_parameters
 from rsbench.models.sigma_net import SigmaNet
-from rsbench.progress import progress
-from rsbench.results import ResultsCSV
-from rsbench.training.loop import batches
+from rsbench.training.loop import batches, epoch_log
 
 LOG_COLUMNS = ("epoch", "loss", "mean_radius", "mean_sigma", "time_s")
 
@@ -63,32 +62,26 @@ def train_sigma_net(net: SigmaNet, base: nn.Module, train_ds: Any, tc: SigmaTrai
     torch.manual_seed(seed)
     net.to(device).train()
     base.eval()
-    frozen = [p for p in base.parameters() if p.requires_grad]
-    for p in frozen:
-        p.requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=tc.lr)
     order_gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
-    log = ResultsCSV(log_path, LOG_COLUMNS, key="epoch") if log_path else None
-    if log:
-        log.open()
     n_train = min(len(train_ds), tc.max_examples or len(train_ds))
-    bar = progress(total=tc.epochs * -(-n_train // tc.batch_size), desc="train sigma net", unit="batch")
     metrics: dict[str, float] = {}
-    try:
+    steps = tc.epochs * -(-n_train // tc.batch_size)
+    with frozen_parameters(base), epoch_log(log_path, LOG_COLUMNS, steps, "train sigma net") as (log, bar):
         for epoch in range(1, tc.epochs + 1):
             t0 = time.perf_counter()
             loss_sum = radius_sum = sigma_sum = seen = 0.0
             for x, y in batches(train_ds, tc.batch_size, True, order_gen, limit=tc.max_examples):
                 x, y = x.to(device), y.to(device)
-                sigma = net(x)
+                weights, norms = net.normalized()  # one SVD per layer and step, shared by sigma and the regulariser
+                sigma = net(x, weights)
                 z = torch.randn((len(x), tc.samples, *x.shape[1:]), generator=noise_gen, device=device)
                 noisy = x.unsqueeze(1) + sigma.view(-1, 1, *([1] * (x.dim() - 1))) * z
                 probs = torch.softmax(base(noisy.flatten(0, 1)), dim=1).view(len(x), tc.samples, -1)
                 scores = (1.0 - num_classes * p_min) * probs.mean(dim=1) + p_min
                 radius = smoothed_radius(scores, y, lipschitz)
-                reg = sum(torch.linalg.matrix_norm(w, ord=2) for w in net.weights())
-                loss = -radius.mean() + tc.spectral_reg * reg
+                loss = -radius.mean() + tc.spectral_reg * sum(norms)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -103,11 +96,5 @@ def train_sigma_net(net: SigmaNet, base: nn.Module, train_ds: Any, tc: SigmaTrai
                        "mean_sigma": sigma_sum / seen, "time_s": time.perf_counter() - t0}
             if log:
                 log.append(metrics)
-    finally:
-        bar.close()
-        if log:
-            log.close()
-        for p in frozen:
-            p.requires_grad_(True)
     net.eval()
     return metrics
