@@ -4,7 +4,8 @@
 
 Reads every <sweep>/<run>/summary.json and curves.csv below the folder, writes table.csv / table.md (one row
 per trained network: loss, d, var_x, clean accuracy, AUC_CR through the margin and through RS, AUC_GN, how
-closely eq. 7 tracks Monte Carlo), heatmaps_fig2.png/pdf (clean accuracy, AUC_CR margin, AUC_GN over
+closely eq. 7 tracks Monte Carlo, the linear-corruption alpha at which accuracy halves),
+heatmaps_fig2.png/pdf (clean accuracy, AUC_CR margin, AUC_GN over
 (var_x, d) for MSCR and Zhen), heatmaps_fig3.png/pdf (RS AUC_CR), and curves_fig4.png/pdf: for each loss, the
 network with the highest RS AUC_CR whose clean accuracy lies in the band (default: within 1 point of the
 best clean accuracy of the sweep; the paper used 98.5 +- 0.3 %).
@@ -22,6 +23,13 @@ from rsbench.analysis.curves import to_markdown
 from rsbench.plot.sra import plot_heatmaps, plot_robustness
 
 
+def half_accuracy_alpha(curves: pd.DataFrame) -> float:
+    """The smallest signal fraction alpha whose linear-corruption accuracy is still >= half the clean one."""
+    lc = curves[curves["curve"] == "linear_corruption"]
+    clean = float(lc.loc[lc["x"].idxmax(), "value"])
+    return float(lc.loc[lc["value"] >= clean / 2, "x"].min())
+
+
 def collect(root: Path) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     rows, curves = [], {}
     for summary in sorted(root.glob("**/summary.json")):
@@ -33,6 +41,7 @@ def collect(root: Path) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
                      **{k: s[k] for k in ("clean_acc", "auc_cr_margin", "auc_cr_rs", "auc_gn",
                                           "mscr_vs_mc_mean_abs_diff", "mscr_vs_mc_corr")}})
         curves[run] = pd.read_csv(summary.parent / "curves.csv")
+        rows[-1]["corruption_half_alpha"] = half_accuracy_alpha(curves[run])
     if not rows:
         raise SystemExit(f"no summary.json under {root}: run `make sra-figures` (rsbench robustness sweeps) first")
     return pd.DataFrame(rows), curves

@@ -17,7 +17,7 @@ from rsbench.stages.common import CONF_DIR, plain, run_stage
 REQUIRED = ("idx", "label", "predict", "radius", "correct")
 
 
-def _csvs_of(run: str) -> list[Path]:
+def csvs_of(run: str) -> list[Path]:
     """A certify.csv, a run dir holding one, or a sweep dir whose run dirs hold one each."""
     p = Path(run)
     if p.is_file():
@@ -45,7 +45,7 @@ def plot(cfg: DictConfig, out: Path) -> None:
     runs = list(cfg.runs or [])
     require(len(runs) > 0, "plot needs runs=[<certify run dir or csv>, ...]")
     labels = list(cfg.labels) if cfg.labels else []
-    paths = [p for run in runs for p in _csvs_of(run)]
+    paths = [p for run in runs for p in csvs_of(run)]
     require(not labels or len(labels) == len(paths), f"labels has {len(labels)} entries for {len(paths)} runs")
     frames: dict[str, pd.DataFrame] = {}
     for k, path in enumerate(paths):
