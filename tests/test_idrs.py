@@ -250,7 +250,7 @@ def test_cli_idrs_end_to_end(tmp_path, capsys) -> None:
 def test_cli_idrs_bad_sigma_net(tmp_path, tiny_model, capsys) -> None:
     with pytest.raises(SystemExit):
         run_cli(["certify", *IDRS_TINY, f"method.sigma_net={tmp_path / 'nope.pt'}"], tmp_path)
-    assert "does not exist" in capsys.readouterr().err
+    assert "method.sigma_net=" in (err := capsys.readouterr().err) and "does not exist" in err
     with pytest.raises(SystemExit):  # a base-classifier checkpoint is not a sigma network
         run_cli(["certify", *IDRS_TINY, f"method.sigma_net={tiny_model}"], tmp_path)
     assert "is not a sigma network" in capsys.readouterr().err

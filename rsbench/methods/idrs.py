@@ -113,6 +113,7 @@ class InputDependentSmoothing:
         save_checkpoint(path, net, meta)
 
     def _load(self, path: Path, d: int, family: str) -> SigmaNet:
+        require(path.is_file(), f"method.sigma_net={path} does not exist")
         state, meta = read_checkpoint(path)
         require(meta.get("arch") == "sigma_net", f"method.sigma_net={path} is not a sigma network "
                 f"(arch={meta.get('arch')}); train one with method=idrs and no method.sigma_net")

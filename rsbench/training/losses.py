@@ -80,8 +80,9 @@ def make_loss(spec: dict | None) -> Callable[[nn.Module, Tensor, Tensor], tuple[
     from rsbench.errors import RsbenchError
 
     params = {k: v for k, v in dict(spec or {"name": "sce"}).items() if v is not None}  # unset keys are null
-    fn = LOSSES.get(params.pop("name", "sce"))
+    name = params.pop("name", "sce")
+    fn = LOSSES.get(name)
     wanted = [p for p in inspect.signature(fn).parameters if p not in ("model", "x", "y")]
     if sorted(params) != sorted(wanted):
-        raise RsbenchError(f"train.loss '{fn.__name__}' takes parameters {wanted}, got {sorted(params)}")
+        raise RsbenchError(f"train.loss.name={name} takes parameters {wanted}, got {sorted(params)}")
     return lambda model, x, y: fn(model, x, y, **params)
