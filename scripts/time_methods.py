@@ -31,7 +31,7 @@ from rsbench.methods.base import MethodContext
 from rsbench.models.checkpoint import load_model
 from rsbench.noise.base import ScaledGaussian
 from rsbench.stages.common import dataset_split, model_choice, plain, select_device
-from rsbench.stages.points import _use_channels_last, fastest_batch
+from rsbench.stages.points import fastest_batch, use_channels_last
 
 ARTEFACT_PARAMS = {"idrs": "sigma_net", "dsmooth": "covariance"}
 
@@ -78,7 +78,7 @@ def main() -> None:
             method.prepare(MethodContext(cfg, model, meta, spec, device, lambda: None))
         methods[method.label()] = method
     pf = LinearPushforward(model) if LinearPushforward.applies(model) else None
-    channels_last = _use_channels_last(model, spec, "auto")  # the same settings `rsbench certify` picks
+    channels_last = use_channels_last(model, spec, "auto")  # the same settings `rsbench certify` picks
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     batch = fastest_batch(model, spec, device, channels_last)

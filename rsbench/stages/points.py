@@ -95,7 +95,7 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
                        **settings, "seed": int(cfg.seed)},
                       bool(section.overwrite))
     write_plan(out / f"{stage}.plan.json", selection, shard, num_shards, indices)
-    channels_last = _use_channels_last(model, spec, section.get("channels_last", "auto"))
+    channels_last = use_channels_last(model, spec, section.get("channels_last", "auto"))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if batch == "auto":
@@ -108,7 +108,7 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
                     _pushforward(model, pushforward), channels_last)
 
 
-def _use_channels_last(model: torch.nn.Module, spec: DatasetSpec, mode: str) -> bool:
+def use_channels_last(model: torch.nn.Module, spec: DatasetSpec, mode: str) -> bool:
     """'auto': channels-last memory order for convolutional models on image inputs (2x faster convs here)."""
     return mode == "auto" and len(spec.shape) == 3 and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
 
