@@ -155,6 +155,7 @@ perf-sequential: install      ## sequential vs fixed-n certification, 500 MNIST 
 
 bench: install                ## certify throughput vs the base model's raw forward throughput (docs/PERFORMANCE.md)
 	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench_allocator.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -27,6 +27,7 @@ from rsbench.certify.sampling import PointSampler
 from rsbench.data.registry import DatasetSpec
 from rsbench.methods.gaussian import GaussianSmoothing
 from rsbench.models import build_model
+from rsbench.runtime import tune_allocator
 
 MNIST = DatasetSpec("mnist", "mnist", (1, 28, 28), 10, (0.1307,), (0.3081,))
 CIFAR = DatasetSpec("cifar10", "cifar10", (3, 32, 32), 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
@@ -88,10 +89,11 @@ def certify_rate(model, spec, batch, n, min_time, pushforward=None, channels_las
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--min-time", type=float, default=1.0, help="seconds per timed measurement")
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--min-time", type=float, default=0.4, help="seconds per timed measurement")
     ap.add_argument("--out", type=Path, default=Path("outputs/bench"))
     args = ap.parse_args()
+    tune_allocator()  # as every rsbench stage does (rsbench/runtime.py)
     torch.manual_seed(0)
     rows = []
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, repeats={args.repeats}")

@@ -30,6 +30,7 @@ from rsbench.methods import make_method
 from rsbench.methods.base import MethodContext
 from rsbench.models.checkpoint import load_model
 from rsbench.noise.base import ScaledGaussian
+from rsbench.runtime import tune_allocator
 from rsbench.stages.common import dataset_split, model_choice, plain, select_device
 from rsbench.stages.points import fastest_batch, use_channels_last
 
@@ -58,6 +59,7 @@ def main() -> None:
     ap.add_argument("--out", default="outputs/bench")
     ap.add_argument("--name", default="method_timing")
     args = ap.parse_args()
+    tune_allocator()  # as every rsbench stage does (rsbench/runtime.py)
     run = Path(args.run)
     cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
     fp = json.loads((run / "certify.fingerprint.json").read_text())

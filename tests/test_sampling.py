@@ -62,3 +62,27 @@ def test_channels_last_gives_the_same_counts() -> None:
     ref = class_counts(model, GaussianNoise(0.5), x, 600, 10, 200, 0, (1,))
     cl = model.to(memory_format=torch.channels_last)
     assert torch.equal(class_counts(cl, GaussianNoise(0.5), x, 600, 10, 200, 0, (1,), channels_last=True), ref)
+
+
+def test_in_place_normalisation_gives_the_same_outputs_and_counts() -> None:
+    from rsbench.data.registry import DatasetSpec
+    from rsbench.models import build_model
+
+    spec = DatasetSpec("c", "cifar10", (3, 8, 8), 10, (0.4, 0.5, 0.6), (0.2, 0.25, 0.3))
+    torch.manual_seed(0)
+    model = build_model("cnn", spec).eval()
+    batch = torch.rand(50, *spec.shape)
+    with torch.inference_mode():
+        assert torch.equal(model.forward_inplace(batch.clone()), model(batch))
+
+    class Plain(torch.nn.Module):  # no forward_inplace: the sampler calls the model as is
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x)
+
+    x = torch.rand(spec.shape)
+    ref = class_counts(Plain(model), GaussianNoise(0.5), x, 700, 10, 300, 0, (2,))
+    assert torch.equal(class_counts(model, GaussianNoise(0.5), x, 700, 10, 300, 0, (2,)), ref)

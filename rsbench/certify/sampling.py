@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from rsbench.certify.pushforward import LinearPushforward
-from rsbench.certify.seeding import make_generator
+from rsbench.certify.seeding import block_seeds
 from rsbench.noise.base import Noise, ScaledGaussian
 
 BLOCK = 100  # samples per seeded noise block; forward batches are whole blocks (or parts of one)
@@ -29,9 +29,10 @@ def class_counts(model: nn.Module, noise: Noise, x: torch.Tensor, n: int, num_cl
     Noise for samples [j*BLOCK, (j+1)*BLOCK) comes from a generator seeded by (seed, *key, j), so the
     result is the same for any ``batch``. Noisy inputs are written in place into one preallocated
     buffer of ``batch`` rounded down to whole blocks (at least one block); forward passes take at most
-    ``batch`` rows. Counts accumulate on the tensor side; memory is flat in n. With ``pushforward`` (a
-    linear first layer, scaled-Gaussian noise), the first layer's output is drawn directly: the same
-    distribution from fewer random numbers.
+    ``batch`` rows, normalised in that buffer where the model allows (``forward_inplace``). Counts
+    accumulate on the tensor side; memory is flat in n. With ``pushforward`` (a linear first layer,
+    scaled-Gaussian noise), the first layer's output is drawn directly: the same distribution from fewer
+    random numbers.
 
     ``start`` (a multiple of BLOCK) skips the first draws of the stream: counts over draws
     [start, start + n) are the increment a sequential test adds to counts over [0, start).
@@ -56,12 +57,15 @@ def class_counts(model: nn.Module, noise: Noise, x: torch.Tensor, n: int, num_cl
         # With one channel, channels-last order is the default order: allocate it so, and skip the copy.
         fmt = torch.channels_last if channels_last and x.dim() == 3 and x.shape[0] == 1 else torch.contiguous_format
         buf = torch.empty((min(per_forward, n), *x.shape), device=x.device, dtype=x.dtype, memory_format=fmt)
+    forward = getattr(model, "forward_inplace", model)  # the buffer is refilled before its next use
+    seeds = block_seeds(seed, key, range(first, first + n_blocks)).tolist()  # all at once: cheap
+    g = torch.Generator(device=x.device)  # reseeded per block: a fresh generator's stream, no allocation
     j = 0
     while j < n_blocks:
         m = 0
         while j < n_blocks and m + min(BLOCK, n - j * BLOCK) <= len(buf):
             size = min(BLOCK, n - j * BLOCK)
-            g = make_generator(seed, (*key, first + j), x.device)
+            g.manual_seed(seeds[j])
             if use_pf:
                 scales[m:m + size] = noise.scales(size, g, x.device, x.dtype)
                 buf[m:m + size].normal_(generator=g)
@@ -74,9 +78,9 @@ def class_counts(model: nn.Module, noise: Noise, x: torch.Tensor, n: int, num_cl
             if use_pf:
                 logits = pushforward.logits(h0, scales[lo:hi], buf[lo:hi])
             elif channels_last and fmt is not torch.channels_last:
-                logits = model(buf[lo:hi].contiguous(memory_format=torch.channels_last))
+                logits = forward(buf[lo:hi].contiguous(memory_format=torch.channels_last))
             else:
-                logits = model(buf[lo:hi])
+                logits = forward(buf[lo:hi])
             if temperature is None:
                 total += torch.bincount(logits.argmax(dim=1), minlength=num_classes)
             else:

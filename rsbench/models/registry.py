@@ -30,6 +30,11 @@ class NormalizedModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net((x - self.mean) / self.std)
 
+    def forward_inplace(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` normalising in x's own memory (x is overwritten): the same numbers, no two
+        batch-sized temporaries. For samplers that refill their buffer anyway."""
+        return self.net(x.sub_(self.mean).div_(self.std))
+
 
 def _plain(value: Any) -> Any:
     return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value

@@ -19,6 +19,7 @@ from rsbench.data import DatasetSpec, load_split
 from rsbench.errors import RsbenchError, check_count, require
 from rsbench.models.checkpoint import load_model, load_weights_file, save_checkpoint
 from rsbench.models.registry import NormalizedModel, build_model, full_params
+from rsbench.runtime import tune_allocator
 
 log = logging.getLogger("rsbench")
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -52,6 +53,7 @@ def run_stage(stage: str, body: Callable[[DictConfig, Path], None], cfg: DictCon
     input leaves no partial output behind.
     """
     out = output_dir()
+    tune_allocator()  # here, not in the CLI: SLURM tasks enter through this function too
     try:
         body(cfg, out)
     except RsbenchError as exc:
