@@ -6,6 +6,7 @@ For each model (MNIST MLP 784-200-10, MNIST CNN, CIFAR ResNet-20), measured side
            PointSampler: N0 = 100 selection + n estimation draws of seeded noise into a buffer, forward,
            counts on the tensor side, Clopper-Pearson), base-model evaluations/s at that batch size
   ratio    certify / limit (1.0 = certification costs nothing beyond the forward passes)
+  channels_last_speedup  (conv models) limit in channels-last order / limit in the default order, paired
   peak MB  peak resident memory of the process while certifying n = max(20 batches, 10,000) (reset before each
            measurement), and again for 10x more samples: streaming keeps it flat in n
 The MLP is also measured with the linear pushforward sampler (its own row). Each number is the
@@ -15,6 +16,7 @@ median of --repeats runs, with the min-max spread. Writes outputs/bench/bench.cs
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 from pathlib import Path
@@ -101,6 +103,8 @@ def main() -> None:
         model = build_model(arch, spec, params).eval()
         # convolutional models: the limit is the faster memory order (channels-last here), which certify uses too
         cl = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+        # and the default order too, side by side, for the channels-last speed-up column
+        plain = copy.deepcopy(model) if cl else None
         if cl:
             model = model.to(memory_format=torch.channels_last)
         candidates = [100, 200, 500, 1000, 2000, 4000] if arch == "mlp" else [100, 200, 400, 800]
@@ -109,10 +113,12 @@ def main() -> None:
         variants = [("direct", None)]
         if LinearPushforward.applies(model):
             variants.append(("pushforward", LinearPushforward(model)))
-        limits, certs = [], {v: [] for v, _ in variants}
+        limits, plain_limits, certs = [], [], {v: [] for v, _ in variants}
         peaks = {v: [] for v, _ in variants}
         for _ in range(args.repeats):  # interleaved, so drift in machine load hits every column alike
             limits.append(raw_limit(model, spec, [batch], args.min_time, cl)[1])
+            if plain is not None:
+                plain_limits.append(raw_limit(plain, spec, [batch], args.min_time)[1])
             for v, pf in variants:
                 rate, peak = certify_rate(model, spec, batch, n, args.min_time, pf, cl)
                 certs[v].append(rate)
@@ -127,6 +133,8 @@ def main() -> None:
                 "certify_spread": f"{min(certs[v]):.0f}-{max(certs[v]):.0f}",
                 "ratio": statistics.median(ratios), "ratio_spread": f"{min(ratios):.2f}-{max(ratios):.2f}",
                 "peak_mb": max(peaks[v]), "peak_mb_10x_n": big_peak[v],
+                "channels_last_speedup": statistics.median([a / b for a, b in zip(limits, plain_limits, strict=True)])
+                if plain is not None else float("nan"),
             })
             print(f"{name:22s} {v:11s} batch {batch:5d}  limit {rows[-1]['limit_samples_s']:10.0f}/s  "
                   f"certify {rows[-1]['certify_samples_s']:10.0f}/s  ratio {rows[-1]['ratio']:.2f} "
@@ -137,8 +145,8 @@ def main() -> None:
     cols = list(df.columns)
     md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in df.iterrows():
-        md.append("| " + " | ".join(f"{v:.0f}" if isinstance(v, float) and c != "ratio" else
-                                     (f"{v:.2f}" if c == "ratio" else str(v)) for c, v in r.items()) + " |")
+        md.append("| " + " | ".join(f"{v:.2f}" if c in ("ratio", "channels_last_speedup") else
+                                     (f"{v:.0f}" if isinstance(v, float) else str(v)) for c, v in r.items()) + " |")
     (args.out / "bench.md").write_text("\n".join(md) + "\n")
     print(f"\nwrote {args.out / 'bench.csv'} and {args.out / 'bench.md'}")
 
