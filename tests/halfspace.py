@@ -47,3 +47,14 @@ def point_at_distance(model: Halfspace, shape: tuple[int, ...], distance: float,
     w = model.w
     x = x - (x @ w + model.b) / (w @ w) * w + distance * w / w.norm()
     return x.view(shape)
+
+
+def certify_at_distances(method, model: Halfspace, shape: tuple[int, ...], distances, n: int, batch: int,
+                         seed: int = 0, n0: int = 100, alpha: float = 0.001):
+    """Yield (distance, x, row): ``method.certify`` at the k-th point at each l2 distance from the boundary."""
+    from rsbench.certify.sampling import PointSampler
+
+    for k, distance in enumerate(distances):
+        x = point_at_distance(model, shape, distance, seed=k)
+        sampler = PointSampler(model, method.noise, x, k, 2, batch, seed=seed)
+        yield distance, x, method.certify(sampler, n0=n0, n=n, alpha=alpha)

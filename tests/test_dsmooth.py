@@ -12,7 +12,7 @@ import torch
 from scipy.stats import laplace, norm
 
 from conftest import REPO, TINY_TRAIN, read_rows, run_cli
-from halfspace import Halfspace, point_at_distance
+from halfspace import Halfspace, certify_at_distances, point_at_distance
 from rsbench.attacks import run_attack
 from rsbench.certify.certificates import ellipsoid_l2_ball, gaussian_l2_radius, laplace_l1_radius, mahalanobis_radius
 from rsbench.certify.sampling import PointSampler
@@ -128,10 +128,8 @@ def test_monte_carlo_dsmooth_never_exceeds_truth() -> None:
     h = Halfspace(torch.randn(SHAPE, generator=torch.Generator().manual_seed(6)), b=0.1)
     w = h.w.double()
     certified = 0
-    for k, distance in enumerate([0.02, 0.1, 0.3, 1.0]):
-        x = point_at_distance(h, SHAPE, distance, seed=k)
+    for _, x, row in certify_at_distances(method, h, SHAPE, [0.02, 0.1, 0.3, 1.0], 20_000, 5000, seed=2):
         true = float(h.margin(x.unsqueeze(0))[0]) / math.sqrt(float(w @ dense @ w))
-        row = method.certify(PointSampler(h, method.noise, x, k, 2, 5000, seed=2), 100, 20_000, 0.001)
         assert row["radius"] <= true and row["l2_radius"] <= h.distance(x)
         certified += row["radius"] > 0.5 * true
     assert certified >= 2
@@ -167,10 +165,8 @@ def test_monte_carlo_laplace_never_exceeds_the_l1_distance() -> None:
     method = make_method({"name": "laplace", "scale": 0.3})
     h = Halfspace(torch.randn(SHAPE, generator=torch.Generator().manual_seed(8)), b=0.0)
     certified = 0
-    for k, distance in enumerate([0.01, 0.1, 0.4]):
-        x = point_at_distance(h, SHAPE, distance, seed=k)
+    for _, x, row in certify_at_distances(method, h, SHAPE, [0.01, 0.1, 0.4], 20_000, 5000, seed=1):
         l1_distance = abs(float(h.margin(x.unsqueeze(0))[0])) / float(h.w.abs().max())
-        row = method.certify(PointSampler(h, method.noise, x, k, 2, 5000, seed=1), 100, 20_000, 0.001)
         assert row["radius"] <= l1_distance and row["norm"] == "l1"
         certified += row["radius"] > 0
     assert certified >= 2

@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from halfspace import Halfspace, OneHotHalfspace, point_at_distance
+from halfspace import Halfspace, OneHotHalfspace, certify_at_distances, point_at_distance
 from rsbench.certify.certificates import gaussian_l2_radius
 from rsbench.certify.sampling import PointSampler
 from rsbench.certify.smoothing import ABSTAIN
@@ -43,10 +43,7 @@ def test_monte_carlo_certificate_never_exceeds_truth(sigma: float) -> None:
     h = _halfspace()
     method = make_method({"name": "gaussian", "sigma": sigma})
     n, alpha = 20_000, 0.001
-    for k, distance in enumerate([0.02, 0.1, 0.25, 0.5, 0.8]):
-        x = point_at_distance(h, SHAPE, distance, seed=k)
-
-        row = method.certify(PointSampler(h, method.noise, x, k, 2, 4096, seed=0), n0=100, n=n, alpha=alpha)
+    for distance, x, row in certify_at_distances(method, h, SHAPE, [0.02, 0.1, 0.25, 0.5, 0.8], n, 4096, alpha=alpha):
         assert row["sound"] is True and row["norm"] == "l2"
         assert row["radius"] <= distance + 1e-12, (distance, row)
         p1 = h.gaussian_p1(x, sigma)
@@ -76,9 +73,7 @@ def test_soft_smoothing_never_exceeds_truth(bounds: str) -> None:
     method = make_method({"name": "gaussian", "sigma": 0.25, "smoothing": "soft", "bounds": bounds})
     assert method.sound
     certified = 0
-    for k, distance in enumerate([0.02, 0.1, 0.3, 0.6]):
-        x = point_at_distance(h, SHAPE, distance, seed=k)
-        row = method.certify(PointSampler(h, method.noise, x, k, 2, 5000, seed=3), n0=100, n=20_000, alpha=0.001)
+    for distance, x, row in certify_at_distances(method, h, SHAPE, [0.02, 0.1, 0.3, 0.6], 20_000, 5000, seed=3):
         assert row["radius"] <= distance, (distance, row)
         certified += row["radius"] > 0.5 * distance
         # from the exact smoothed scores the same formula is exactly the distance

@@ -10,7 +10,7 @@ import torch
 from scipy.stats import norm
 
 from conftest import TINY_TRAIN, read_rows, run_cli
-from halfspace import Halfspace, OneHotHalfspace, point_at_distance
+from halfspace import Halfspace, OneHotHalfspace, certify_at_distances, point_at_distance
 from rsbench.certify.certificates import gaussian_l2_radius, idrs_radius
 from rsbench.certify.lipschitz import idrs_lipschitz
 from rsbench.certify.sampling import PointSampler
@@ -180,9 +180,7 @@ def test_monte_carlo_idrs_never_exceeds_truth(bounds: str) -> None:
     method = _prepared_idrs(_known_sigma_net(h.w.view(SHAPE), 0.5, 0.0, sigma_min=0.3), bounds=bounds)
     assert method.sound
     certified = 0
-    for k, distance in enumerate([0.005, 0.02, 0.05, 0.3]):
-        x = point_at_distance(h, SHAPE, distance, seed=k)
-        row = method.certify(PointSampler(h, method.noise, x, k, 2, 2000, seed=1), n0=100, n=4000, alpha=0.001)
+    for distance, _, row in certify_at_distances(method, h, SHAPE, [0.005, 0.02, 0.05, 0.3], 4000, 2000, seed=1):
         assert row["radius"] <= distance and row["sigma"] >= 0.3
         certified += row["radius"] > 0
     assert certified >= 2
