@@ -15,6 +15,14 @@ def _check_p(name: str, p: float) -> None:
     require(0.0 <= p <= 1.0 and not math.isnan(p), f"{name}={p} is not a probability")
 
 
+def _runner_up(p_lower: float, p_runner_upper: float | None) -> float:
+    """The checked runner-up bound p_B: the given one, or 1 - p_A_lower (hard smoothing, two classes)."""
+    _check_p("p_lower", p_lower)
+    p_b = 1.0 - p_lower if p_runner_upper is None else p_runner_upper
+    _check_p("p_runner_upper", p_b)
+    return p_b
+
+
 def gaussian_l2_radius(p_lower: float, sigma: float, p_runner_upper: float | None = None) -> float:
     """R = sigma / 2 * (Phi^-1(p_A_lower) - Phi^-1(p_B_upper)), and 0 when that is not positive.
 
@@ -25,9 +33,7 @@ def gaussian_l2_radius(p_lower: float, sigma: float, p_runner_upper: float | Non
     p_B_upper bounds every other class from above.
     """
     check_positive("sigma", sigma)
-    _check_p("p_lower", p_lower)
-    p_b = 1.0 - p_lower if p_runner_upper is None else p_runner_upper
-    _check_p("p_runner_upper", p_b)
+    p_b = _runner_up(p_lower, p_runner_upper)
     if p_lower <= p_b:
         return 0.0
     return float(sigma / 2.0 * (norm.ppf(p_lower) - norm.ppf(p_b)))
@@ -131,9 +137,7 @@ def laplace_l1_radius(p_lower: float, scale: float, p_runner_upper: float | None
     normal is a coordinate axis. 0 when pA <= pB.
     """
     check_positive("scale", scale)
-    _check_p("p_lower", p_lower)
-    p_b = 1.0 - p_lower if p_runner_upper is None else p_runner_upper
-    _check_p("p_runner_upper", p_b)
+    p_b = _runner_up(p_lower, p_runner_upper)
     if p_lower <= p_b:
         return 0.0
     dp = scale / 2.0 * math.log(p_lower / p_b) if p_b > 0 else math.inf
