@@ -44,11 +44,7 @@ class GaussianSmoothing:
         self.warning = None if self.sound else (
             "method.bounds=point plugs Monte Carlo means into the radius formula: NOT a certificate "
             "(rows are labelled sound=False)")
-        self._noise = GaussianNoise(self.sigma)
-
-    @property
-    def noise(self) -> GaussianNoise:
-        return self._noise
+        self.noise = GaussianNoise(self.sigma)
 
     @property
     def train_sigma(self) -> float:

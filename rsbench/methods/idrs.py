@@ -57,12 +57,7 @@ class InputDependentSmoothing:
         self.net: SigmaNet | None = None
         self._sigma = None
         self.L: float | None = None
-        self._noise = GaussianNoise(self.sigma_min)
-
-    @property
-    def noise(self) -> GaussianNoise:
-        """The noise at sigma_min (each point is certified with its own sigma_theta(x))."""
-        return self._noise
+        self.noise = GaussianNoise(self.sigma_min)  # at sigma_min; each point is certified with sigma_theta(x)
 
     @property
     def train_sigma(self) -> float:

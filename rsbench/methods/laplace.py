@@ -25,11 +25,7 @@ class LaplaceSmoothing:
 
     def __init__(self, scale: float) -> None:
         self.scale = check_positive("method.scale", scale)
-        self._noise = LaplaceNoise(self.scale)
-
-    @property
-    def noise(self) -> LaplaceNoise:
-        return self._noise
+        self.noise = LaplaceNoise(self.scale)
 
     @property
     def train_sigma(self) -> float:

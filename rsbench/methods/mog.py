@@ -68,11 +68,7 @@ class MixtureOfGaussiansSmoothing:
         self.sound = not (self.certificate == "paper" and self.semantics == "mixture" and self.K > 1)
         self.warning = None if self.sound else UNSOUND_WARNING
         self.mixture = GaussianMixtureNoise(self.sigmas, self.weights)
-        self._noise = self.mixture if self.semantics == "mixture" else sum_of_gaussians(self.sigmas)
-
-    @property
-    def noise(self):
-        return self._noise
+        self.noise = self.mixture if self.semantics == "mixture" else sum_of_gaussians(self.sigmas)
 
     @property
     def train_sigma(self) -> float:

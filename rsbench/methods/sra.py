@@ -36,11 +36,7 @@ class MarginCertificate:
         self.var_x = float(var_x)
         self.mc_draws = check_count("method.mc_draws", mc_draws)
         self.L: float | None = None
-        self._noise = GaussianNoise(math.sqrt(self.var_x))
-
-    @property
-    def noise(self) -> GaussianNoise:
-        return self._noise
+        self.noise = GaussianNoise(math.sqrt(self.var_x))
 
     @property
     def train_sigma(self) -> float:
