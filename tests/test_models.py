@@ -101,11 +101,11 @@ def test_weights_file(tmp_path) -> None:
     model = build_model("mlp", MNIST, {"widths": [8]})
     path = tmp_path / "w.pt"
     torch.save(model.net.state_dict(), path)
-    other = build_model("mlp", MNIST, {"widths": [8]})
-    load_weights_file(other, path)
+    other, meta = load_weights_file(path, "mlp", {"widths": [8]}, MNIST)
     assert torch.equal(other.net[1].weight, model.net[1].weight)
+    assert meta["weights_file"] == str(path)
     with pytest.raises(RsbenchError, match="could not be loaded"):
-        load_weights_file(build_model("mlp", MNIST, {"widths": [9]}), path)
+        load_weights_file(path, "mlp", {"widths": [9]}, MNIST)
 
 
 def test_check_input() -> None:

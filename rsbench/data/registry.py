@@ -30,6 +30,7 @@ class DatasetSpec:
     std: tuple[float, ...]
     stand_in: bool = False
     notes: str = ""
+    augment: str = "none"  # training augmentation when train.augment=auto (CIFAR: crop_flip, as Cohen et al.)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -63,13 +64,18 @@ def load_split(name: str, split: str, data_dir: str | None = None, download: boo
 
 
 class TensorImages(Dataset):
-    """Images held in memory: ``x`` float32 (N, C, H, W) in [0, 1], ``y`` int64 (N,)."""
+    """Images held in memory: ``x`` float32 (N, C, H, W) in [0, 1], ``y`` int64 (N,).
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        if x.ndim != 4 or y.ndim != 1 or len(x) != len(y):
+    ``pixels`` (optional, one entry per image) names each image's pixel source where a dataset mixes
+    them (CIFAR-10's shared layout: ``genuine`` or ``jpeg``); results rows and checkpoints record it.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, pixels: list[str] | None = None) -> None:
+        if x.ndim != 4 or y.ndim != 1 or len(x) != len(y) or (pixels is not None and len(pixels) != len(y)):
             raise RsbenchError(f"bad image tensors: x {tuple(x.shape)}, y {tuple(y.shape)}")
         self.x = x
         self.y = y
+        self.pixels = pixels
 
     def __len__(self) -> int:
         return len(self.y)

@@ -33,6 +33,7 @@ def make_standin(name: str, split: str, n_train: int | None = None, n_test: int 
 for _name, (_fam, _shape, _k, _mean, _std, *_) in _SHAPES.items():
     DATASETS.register(_name)(DatasetEntry(
         spec=lambda _n=_name, _f=_fam, _s=_shape, _c=_k, _m=_mean, _d=_std, **_: DatasetSpec(
-            _n, _f, _s, _c, _m, _d, stand_in=True, notes="synthetic stand-in data: smoke runs only"),
+            _n, _f, _s, _c, _m, _d, stand_in=True, notes="synthetic stand-in data: smoke runs only",
+            augment="crop_flip" if _f == "cifar10" else "none"),
         load=lambda split, _n=_name, **kw: make_standin(_n, split, **kw),
     ))

@@ -1,4 +1,5 @@
-"""MNIST, CIFAR-10 and ImageNet through torchvision's own loaders, plus the 100-image CIFAR-10 sample.
+"""MNIST and ImageNet through torchvision's own loaders, plus the 100-image CIFAR-10 sample (CIFAR-10 itself:
+``rsbench/data/cifar10.py``).
 
 ``data_dir`` points at existing files; ``download=True`` lets torchvision fetch them on a machine
 with a network. A missing dataset fails with a message that says where it looked.
@@ -76,20 +77,6 @@ def load_mnist(split: str, data_dir: str | None = None, download: bool = False,
     return TensorImages(x, ds.targets.long())
 
 
-def load_cifar10(split: str, data_dir: str | None = None, download: bool = False, **_: object) -> TensorImages:
-    from torchvision.datasets import CIFAR10
-
-    root = _root(data_dir, "cifar10")
-    if not download and not (root / "cifar-10-batches-py").is_dir():
-        raise _missing("cifar10", root, "cifar-10-batches-py/", "")
-    try:
-        ds = CIFAR10(str(root), train=split == "train", download=download)
-    except RuntimeError as exc:  # torchvision md5-checks every batch file
-        raise RsbenchError(f"dataset 'cifar10' under {root}: {exc}") from exc
-    x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
-    return TensorImages(x, torch.tensor(ds.targets, dtype=torch.long))
-
-
 def load_cifar10_sample(split: str, data_dir: str | None = None, **_: object) -> TensorImages:
     """The first 100 CIFAR-10 *test* images (genuine pixels), from ``cifar10-sample/`` under data_dir."""
     root = _root(data_dir, "cifar10_sample")
@@ -126,10 +113,6 @@ def load_imagenet(split: str, data_dir: str | None = None, **_: object):
 DATASETS.register("mnist")(DatasetEntry(
     spec=lambda **_: DatasetSpec("mnist", "mnist", (1, 28, 28), 10, MNIST_MEAN, MNIST_STD),
     load=load_mnist,
-))
-DATASETS.register("cifar10")(DatasetEntry(
-    spec=lambda **_: DatasetSpec("cifar10", "cifar10", (3, 32, 32), 10, CIFAR_MEAN, CIFAR_STD),
-    load=load_cifar10,
 ))
 DATASETS.register("cifar10_sample")(DatasetEntry(
     spec=lambda **_: DatasetSpec("cifar10_sample", "cifar10", (3, 32, 32), 10, CIFAR_MEAN, CIFAR_STD,

@@ -21,6 +21,7 @@ from rsbench.certify.certificates import ellipsoid_l2_ball, mahalanobis_radius
 from rsbench.certify.sampling import PointSampler
 from rsbench.certify.smoothing import ABSTAIN, cohen_certify, cohen_predict
 from rsbench.errors import check_count, check_positive, require
+from rsbench.log import log
 from rsbench.methods.base import METHODS, MethodContext
 from rsbench.noise.lowrank import AnisotropicGaussianNoise, LowRankCovariance
 
@@ -86,7 +87,6 @@ class DSmooth:
                 f"covariance {path} has rank {cov.k}, method.k={self.k}")
         self.cov = cov.to(ctx.device)
         self._noise = AnisotropicGaussianNoise(self.cov, self.sigma)
-        from rsbench.stages.common import log
 
         log.info("DSmooth: covariance %s (rank %d, lam %.3g, log det / d = %.4f, noise scale %.4f)", path, cov.k,
                  cov.floor, cov.logdet() / d, self._noise.scale)
@@ -104,7 +104,6 @@ class DSmooth:
         if path.exists():
             return torch.load(path, map_location="cpu", weights_only=True)
         from rsbench.progress import progress
-        from rsbench.stages.common import log
 
         ds = ctx.train_data()
         g = torch.Generator().manual_seed(int(ctx.cfg.seed))

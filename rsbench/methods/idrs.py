@@ -23,6 +23,7 @@ from rsbench.certify.sampling import PointSampler
 from rsbench.certify.smoothing import ABSTAIN, cohen_predict
 from rsbench.certify.soft import check_bounds, soft_certify
 from rsbench.errors import RsbenchError, check_count, check_positive, require
+from rsbench.log import log
 from rsbench.methods.base import METHODS, MethodContext
 from rsbench.models.checkpoint import read_checkpoint, save_checkpoint
 from rsbench.models.sigma_net import SigmaNet, verify_lipschitz
@@ -77,7 +78,6 @@ class InputDependentSmoothing:
         self.net = self._load(path, d, ctx.spec.family).to(ctx.device).eval()
         lip = verify_lipschitz(self.net)
         self._sigma = self.net.frozen()
-        from rsbench.stages.common import log
 
         log.info("IDRS: sigma network %s (prod ||W_j|| = %.4f <= Lip %g), L = %.4f for d = %d", path, lip,
                  self.lip_sigma, self.L, d)
@@ -92,7 +92,6 @@ class InputDependentSmoothing:
         return Path(ctx.cfg.outputs_dir) / "models" / f"{ctx.spec.name}-sigma_net-{digest}" / "sigma_net.pt"
 
     def _train(self, ctx: MethodContext, d: int, path: Path) -> None:
-        from rsbench.stages.common import log
 
         log.info("no method.sigma_net given: training the IDRS sigma network -> %s", path)
         torch.manual_seed(int(ctx.cfg.seed))

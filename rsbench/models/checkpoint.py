@@ -72,14 +72,31 @@ def load_model(path: str | Path, arch: str, params: dict[str, Any], spec: Datase
     return model, meta
 
 
-def load_weights_file(model: NormalizedModel, path: str | Path) -> None:
-    """Load a plain torchvision state_dict (e.g. ImageNet ResNet-50 weights) into ``model.net``."""
+def load_weights_file(path: str | Path, arch: str, params: dict[str, Any], spec: DatasetSpec
+                      ) -> tuple[NormalizedModel, dict[str, Any]]:
+    """A model from ``model.weights_file``: Cohen et al.'s released checkpoint (its own arch and normalisation,
+    :mod:`rsbench.models.cohen`), or a plain torchvision state_dict loaded into ``arch``'s network."""
+    from rsbench.models.cohen import is_cohen_checkpoint, load_cohen
+
     path = Path(path)
     if not path.is_file():
         raise RsbenchError(f"model.weights_file {path} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.net.load_state_dict(state, strict=True)
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, foreign, or pickled code (refused by weights_only)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RsbenchError(f"model.weights_file {path} is corrupted or not a torch weights file: {first}") from exc
+    if is_cohen_checkpoint(blob):
+        model, meta = load_cohen(path, blob, spec)
+        if meta["arch"] != arch:
+            raise RsbenchError(f"model.weights_file {path} is Cohen et al.'s {meta['cohen_arch']} "
+                               f"(rsbench arch {meta['arch']}), but the config asks for model {arch}; "
+                               f"set model={meta['arch']} or leave model at the dataset default")
+        return model, {**meta, "weights_file": str(path)}
+    model = build_model(arch, spec, params)
+    try:
+        model.net.load_state_dict(blob, strict=True)
     except Exception as exc:
         raise RsbenchError(f"model.weights_file {path} could not be loaded into the network: "
                            f"{str(exc).strip().splitlines()[0]}") from exc
+    return model, {"arch": arch, "params": params, "dataset": spec.name, "weights_file": str(path)}

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-import logging
 import shutil
 import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from rsbench.data import DatasetSpec, load_split
 from rsbench.errors import RsbenchError, check_count, require
+from rsbench.log import log
 from rsbench.models.checkpoint import load_model, load_weights_file, save_checkpoint
 from rsbench.models.registry import NormalizedModel, build_model, full_params
 from rsbench.runtime import tune_allocator
+from rsbench.training.augment import resolve_augment
 
-log = logging.getLogger("rsbench")
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
@@ -110,7 +112,7 @@ def model_choice(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
 
 # train settings whose default leaves training unchanged: left out of the cache key, so models cached before
 # these settings existed stay valid
-NEUTRAL_TRAIN = {"attack": (None, {"name": "none"}), "init_checkpoint": (None,),
+NEUTRAL_TRAIN = {"attack": (None, {"name": "none"}), "init_checkpoint": (None,), "augment": ("none",),
                  "loss": ({"name": "sce", "d": None, "var_x": None},), "warmup_steps": (0,),
                  "restart_period": (20,), "restart_mult": (2,), "adapt_every": (10,)}
 
@@ -118,7 +120,9 @@ NEUTRAL_TRAIN = {"attack": (None, {"name": "none"}), "init_checkpoint": (None,),
 def default_model_path(cfg: DictConfig, spec: DatasetSpec, arch: str, params: dict[str, Any],
                        sigma: float) -> Path:
     """Where the cached default model for (dataset, arch, params, sigma, seed, train settings) lives."""
-    train = {k: v for k, v in plain(cfg.train).items() if v not in NEUTRAL_TRAIN.get(k, ())}
+    train = plain(cfg.train)
+    train["augment"] = resolve_augment(train.get("augment", "none"), spec)
+    train = {k: v for k, v in train.items() if v not in NEUTRAL_TRAIN.get(k, ())}
     key = json.dumps({"dataset": spec.name, "arch": arch, "params": params, "sigma": sigma,
                       "seed": cfg.seed, "train": train}, sort_keys=True)
     digest = hashlib.sha1(key.encode()).hexdigest()[:10]
@@ -130,8 +134,9 @@ def train_and_save(cfg: DictConfig, arch: str, params: dict[str, Any], sigma: fl
     """Train ``arch`` on the configured dataset (N(0, sigma^2) augmentation, or ``train.attack``) and save it."""
     from rsbench.training.loop import TrainConfig, train_model
 
-    tc = TrainConfig.from_cfg(plain(cfg.train))
     train_ds, spec = dataset_split(cfg, "train")
+    tc = TrainConfig.from_cfg(plain(cfg.train))
+    tc = dataclasses.replace(tc, augment=resolve_augment(tc.augment, spec))
     test_ds, _ = dataset_split(cfg, "test")
     torch.manual_seed(int(cfg.seed))  # the seed fixes the initial weights too
     model = build_model(arch, spec, params)
@@ -148,9 +153,16 @@ def train_and_save(cfg: DictConfig, arch: str, params: dict[str, Any], sigma: fl
             "input_shape": list(spec.shape), "num_classes": spec.num_classes,
             "train_noise_sigma": float(sigma), "seed": int(cfg.seed), "epochs": tc.epochs,
             "clean_acc": metrics["test_acc"], "noisy_acc": metrics["test_acc_noisy"],
-            "stand_in": spec.stand_in, "train_attack": attack, "init_checkpoint": init}
+            "stand_in": spec.stand_in, "train_attack": attack, "init_checkpoint": init, "augment": tc.augment,
+            "train_pixels": pixel_counts(train_ds)}
     save_checkpoint(ckpt, model, meta)
     return meta
+
+
+def pixel_counts(ds: Any) -> dict[str, int] | None:
+    """How many images of ``ds`` come from each pixel source (None where the dataset does not say)."""
+    pixels = getattr(ds, "pixels", None)
+    return None if pixels is None else dict(sorted(Counter(pixels).items()))
 
 
 def resolve_model(cfg: DictConfig, spec: DatasetSpec, sigma: float, device: torch.device
@@ -165,9 +177,7 @@ def resolve_model(cfg: DictConfig, spec: DatasetSpec, sigma: float, device: torc
         model, meta = load_model(cfg.model.checkpoint, arch, params, spec)
         meta = {**meta, "checkpoint": str(cfg.model.checkpoint)}
     elif cfg.model.get("weights_file"):
-        model = build_model(arch, spec, params)
-        load_weights_file(model, cfg.model.weights_file)
-        meta = {"arch": arch, "params": params, "dataset": spec.name, "weights_file": str(cfg.model.weights_file)}
+        model, meta = load_weights_file(cfg.model.weights_file, arch, params, spec)
     else:
         ckpt = default_model_path(cfg, spec, arch, params, sigma)
         if not ckpt.exists():

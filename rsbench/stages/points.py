@@ -154,7 +154,8 @@ def run_points(csv_path: Path, columns: tuple[str, ...], indices: list[int], tes
     """Evaluate each test index not yet in ``csv_path`` and append its row (flushed) as it is produced.
 
     ``evaluate(x, idx)`` returns the method's fields including ``predict``; ``idx``, ``label``,
-    ``correct`` and ``time_s`` are added here. A tqdm bar shows progress and running accuracy.
+    ``correct`` and ``time_s`` are added here, and ``pixels`` (the image's pixel source) where the dataset
+    records one (CIFAR-10's shared layout). A tqdm bar shows progress and running accuracy.
     """
     import time
 
@@ -162,6 +163,9 @@ def run_points(csv_path: Path, columns: tuple[str, ...], indices: list[int], tes
     from rsbench.progress import progress
     from rsbench.results import ResultsCSV
 
+    pixels = getattr(test_ds, "pixels", None)
+    if pixels is not None:
+        columns = (*columns, "pixels")
     with ResultsCSV(csv_path, columns) as results:
         done = results.open()
         todo = [i for i in indices if i not in done]
@@ -177,6 +181,8 @@ def run_points(csv_path: Path, columns: tuple[str, ...], indices: list[int], tes
             row = evaluate(x.to(device), i)
             row.update(idx=i, label=int(label), correct=int(row["predict"] == int(label)),
                        time_s=time.perf_counter() - t0)
+            if pixels is not None:
+                row["pixels"] = pixels[i]
             results.append(row)
             right += row["correct"]
             bar.set_postfix(acc=f"{right / k:.3f}", refresh=False)

@@ -20,6 +20,7 @@ from rsbench.errors import RsbenchError, check_count, check_positive, require
 from rsbench.progress import progress
 from rsbench.registry import Registry
 from rsbench.results import ResultsCSV
+from rsbench.training.augment import AUGMENTS
 
 OPTIMIZERS: Registry = Registry("optimizer")
 OPTIMIZERS.register("sgd")(lambda params, lr, momentum, weight_decay: torch.optim.SGD(
@@ -58,6 +59,7 @@ class TrainConfig:
     restart_period: int = 20  # cosine_restarts: n0
     restart_mult: int = 2     # cosine_restarts: m
     adapt_every: int = 10     # re-tune Björck iteration counts every this many epochs (1-Lipschitz layers)
+    augment: str = "none"     # a name in rsbench.training.augment.AUGMENTS (train.augment=auto resolved per dataset)
 
     def attack_params(self) -> dict[str, Any] | None:
         """The attack spec ({"name", **params}) for adversarial training; None for plain (noise) training.
@@ -83,6 +85,8 @@ class TrainConfig:
         check_positive("train.lr", tc.lr)
         OPTIMIZERS.get(tc.optimizer)
         SCHEDULES.get(tc.schedule)
+        require(tc.augment == "auto" or tc.augment in AUGMENTS,
+                f"train.augment={tc.augment!r} is invalid; valid values: auto, {', '.join(AUGMENTS)}")
         if tc.max_examples is not None:
             check_count("train.max_examples", tc.max_examples)
         tc.attack_params()
@@ -157,7 +161,10 @@ def train_model(model: nn.Module, train_ds: Dataset, test_ds: Dataset, tc: Train
                 seed: int, device: torch.device, log_path: str | None = None,
                 eval_limit: int | None = None) -> dict[str, float]:
     """Train ``model`` with x + N(0, noise_sigma^2 I) inputs, or on l2-PGD adversarial examples of the
-    clean inputs when ``tc.attack`` names one; log each epoch; return final accuracies."""
+    clean inputs when ``tc.attack`` names one; log each epoch; return final accuracies.
+
+    ``tc.augment`` (resolved, not 'auto') augments each training batch first, from its own seeded generator.
+    """
     require(noise_sigma >= 0 and math.isfinite(noise_sigma),
             f"train.noise_sigma={noise_sigma} is invalid: it must be >= 0")
     torch.manual_seed(seed)
@@ -172,6 +179,8 @@ def train_model(model: nn.Module, train_ds: Dataset, test_ds: Dataset, tc: Train
     noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
     attack = tc.attack_params()
     attack_gen = torch.Generator(device=device).manual_seed(seed + 2)
+    augment = AUGMENTS.get(tc.augment)
+    augment_gen = torch.Generator(device=device).manual_seed(seed + 3)
     n_train = min(len(train_ds), tc.max_examples or len(train_ds))
     metrics: dict[str, float] = {}
     with epoch_log(log_path, LOG_COLUMNS, tc.epochs * -(-n_train // tc.batch_size), "train") as (log, bar):
@@ -181,7 +190,7 @@ def train_model(model: nn.Module, train_ds: Dataset, test_ds: Dataset, tc: Train
             loss_sum = right = seen = 0.0
             lr = opt.param_groups[0]["lr"]
             for x, y in batches(train_ds, tc.batch_size, True, order_gen, tc.num_workers, tc.max_examples):
-                x, y = x.to(device), y.to(device)
+                x, y = augment(x.to(device), augment_gen), y.to(device)
                 if attack is not None:
                     spec = {k: v for k, v in attack.items() if k != "mix"}
                     m = max(1, round(len(x) * attack.get("mix", 1.0)))

@@ -1,0 +1,145 @@
+"""Cached artefacts: built once under a lock, published by an atomic rename, never read half-built.
+
+Invariants every cached artefact (default models, IDRS sigma networks, DSmooth perturbations and
+covariances, decompressed or decoded datasets) keeps by going through :func:`cached`:
+
+- *One builder.* The build runs while holding an exclusive ``fcntl.flock`` on ``<artefact>.lock``
+  (local file systems and NFS with locking). Concurrent processes that need the same artefact block
+  on the lock, then find it built and load it.
+- *All or nothing.* The builder writes into a fresh temporary path beside the artefact (a unique name
+  per process); the result is fsynced and renamed into place. A killed build leaves only a temporary
+  path, which the next build ignores and replaces: the artefact is never seen half-written.
+- *Keys are content, not places.* Callers name artefacts by a digest of what they depend on, never by
+  absolute paths, so moving ``outputs_dir`` keeps every cache entry valid.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rsbench.errors import RsbenchError
+from rsbench.log import log
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside ``path`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    paths = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    for p in paths:
+        with open(p, "rb") as fh:
+            os.fsync(fh.fileno())
+
+
+def disk_error(exc: OSError, what: str) -> RsbenchError:
+    """A one-line error for a failed write: full disk, quota, read-only file system, permissions."""
+    reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+              errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+              errno.EPERM: "permission denied", errno.EFBIG: "the file-size limit was reached"
+              }.get(exc.errno or 0, exc.strerror or str(exc))
+    return RsbenchError(f"cannot write {what}: {reason}")
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    """Publish ``path`` (a file or a folder) atomically: ``write(tmp)`` fills a fresh temporary path beside
+    it, which is fsynced and renamed over ``path``. Readers see the old artefact or the new, never a part."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise disk_error(exc, str(path)) from exc
+    target = tmp / path.name
+    try:
+        write(target)
+        _fsync_tree(target)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)  # a folder cannot be renamed over a non-empty one; readers hold the lock
+        os.replace(target, path)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        raise disk_error(exc, str(path)) from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def write_json_atomic(path: str | Path, data: Any) -> Path:
+    """``json.dump`` through :func:`atomic_write`: a torn JSON side file can no longer happen."""
+    return atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=1, sort_keys=True)))
+
+
+def holder_text(path: Path) -> str:
+    """Who holds a lock file, as its holder wrote it ("pid 123 on host")."""
+    try:
+        info = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return "another process"
+    return f"pid {info.get('pid', '?')} on {info.get('host', '?')}" if info else "another process"
+
+
+@contextmanager
+def file_lock(path: str | Path, blocking: bool = True, wait_message: str | None = None) -> Iterator[Path]:
+    """Hold an exclusive ``flock`` on ``path`` for the block; the holder's pid and host are written into it.
+
+    ``blocking=False`` raises :class:`BlockingIOError` at once when another process holds it. The kernel
+    releases the lock when its holder dies, so a killed process never leaves a stale lock behind.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise disk_error(exc, str(path)) from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not blocking:
+                raise
+            if wait_message:
+                log.info("%s (held by %s)", wait_message, holder_text(path))
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                  "since": time.time()}).encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def cached(path: str | Path, build: Callable[[Path], Any], what: str) -> Path:
+    """``path`` (file or folder), built by ``build(tmp)`` under a lock if it does not exist yet.
+
+    ``build`` writes the artefact at the temporary path it is given; :func:`atomic_write` publishes it.
+    Every process that needs the artefact may call this at once: one builds, the others wait and reuse.
+    """
+    path = Path(path)
+    if path.exists():
+        return path
+    with file_lock(path.with_name(path.name + ".lock"), wait_message=f"waiting for another process to build {what}"):
+        if not path.exists():  # built while we waited
+            atomic_write(path, build)
+    return path
