@@ -9,12 +9,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rsbench.errors import RsbenchError
+from rsbench.cache import write_json_atomic
+from rsbench.errors import RsbenchError, require
 
 
 def _format(value: Any) -> str:
@@ -33,25 +35,21 @@ class ResultsCSV:
         self._fh: io.TextIOWrapper | None = None
 
     def open(self) -> set[int]:
-        """Repair a torn last line, check the header and return the set of keys already present."""
+        """Repair a torn last line, validate every row and return the set of keys already present."""
         done: set[int] = set()
         if self.path.exists():
             data = self.path.read_bytes()
-            if data and not data.endswith(b"\n"):
+            if data and not data.endswith(b"\n"):  # a write cut short by a kill or a power loss
                 cut = data.rfind(b"\n") + 1
                 with open(self.path, "r+b") as fh:
                     fh.truncate(cut)
                 data = data[:cut]
-            rows = list(csv.reader(io.StringIO(data.decode())))
-            if rows:
-                if tuple(rows[0]) != self.columns:
-                    raise RsbenchError(f"{self.path} has columns {rows[0]}, expected {list(self.columns)}; "
+            if data:
+                header, rows = parse_rows(self.path, data, self.key)
+                if header != self.columns:
+                    raise RsbenchError(f"{self.path} has columns {list(header)}, expected {list(self.columns)}; "
                                        "it belongs to another method or version; use a new run dir")
-                key = self.columns.index(self.key)
-                for r in rows[1:]:
-                    done.add(int(r[key]))
-                if len(done) != len(rows) - 1:
-                    raise RsbenchError(f"{self.path} holds duplicated {self.key} rows; it is corrupt")
+                done = set(rows)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "a", newline="")
         if not self.path.stat().st_size:
@@ -88,6 +86,83 @@ class ResultsCSV:
         self.close()
 
 
+def _int(v: str) -> int:
+    return int(v)
+
+
+def _finite(v: str) -> float:
+    x = float(v)
+    if not math.isfinite(x):
+        raise ValueError("not finite")
+    return x
+
+
+def _bool(v: str) -> bool:
+    if v not in ("True", "False"):
+        raise ValueError("not True/False")
+    return v == "True"
+
+
+def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    return lambda v: None if v == "" else parse(v)
+
+
+# The types of the columns rsbench writes (others are free text); a resumed or merged file must match them.
+SCHEMA: dict[str, Callable[[str], Any]] = {
+    "idx": _int, "epoch": _int, "label": _int, "predict": _int, "correct": _int, "n0": _int, "n": _int,
+    "n_used": _int, "count": _optional(_int), "radius": _finite, "time_s": _finite, "p_lower": _optional(_finite),
+    "alpha": _finite, "sound": _bool,
+}
+
+
+def parse_rows(path: Path, data: bytes, key: str = "idx") -> tuple[tuple[str, ...], dict[int, str]]:
+    """(header, {key: line}) of a results CSV's complete lines, every row checked against its header and
+    :data:`SCHEMA`: the field count, the types, a non-negative unique key. Anything else is refused with
+    its line number (edited or damaged rows must never be counted as done)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise RsbenchError(f"{path}, line {line}: not UTF-8 text; the file is damaged") from None
+    lines = text.splitlines(keepends=True)
+    header = tuple(next(csv.reader([lines[0]])))
+    require(key in header, f"{path}, line 1: the header {list(header)} has no {key!r} column; the file is damaged")
+    at = header.index(key)
+    rows: dict[int, str] = {}
+    for number, line in enumerate(lines[1:], start=2):
+        fields = next(csv.reader([line]), [])
+        problem = None
+        if "\x00" in line:
+            problem = "NUL bytes (what a power loss leaves)"
+        elif len(fields) != len(header):
+            problem = f"{len(fields)} fields, the header has {len(header)}"
+        else:
+            for name, value in zip(header, fields, strict=True):
+                try:
+                    SCHEMA.get(name, str)(value)
+                except ValueError:
+                    problem = f"{name}={value!r} is not a valid value"
+                    break
+            else:
+                if int(fields[at]) < 0:
+                    problem = f"{key}={fields[at]} is negative"
+                elif int(fields[at]) in rows:
+                    problem = f"{key}={fields[at]} appears twice"
+        if problem:
+            raise RsbenchError(f"{path}, line {number}: {problem}; the file is damaged or was edited. Fix or delete "
+                               "that line (re-running recomputes missing rows), or start afresh with overwrite=true")
+        rows[int(fields[at])] = line
+    return header, rows
+
+
+def read_json(path: Path, what: str) -> Any:
+    """A JSON side file; a damaged one is a one-line error naming it."""
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RsbenchError(f"{path} ({what}) is damaged: {exc}") from None
+
+
 def check_fingerprint(path: str | Path, fingerprint: Mapping[str, Any], overwrite: bool) -> None:
     """Refuse to resume a run dir whose results came from a different configuration.
 
@@ -96,11 +171,10 @@ def check_fingerprint(path: str | Path, fingerprint: Mapping[str, Any], overwrit
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        old = json.loads(path.read_text())
+        old = read_json(path, "the configuration its rows came from; certify.overwrite=true starts afresh")
         if old != json.loads(json.dumps(fingerprint)):
             diff = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
             raise RsbenchError(f"{path.parent} holds results of a different configuration (differs in "
                                f"{', '.join(diff)}); use another hydra.run.dir or certify.overwrite=true")
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(fingerprint, indent=1, sort_keys=True))
+    write_json_atomic(path, fingerprint)

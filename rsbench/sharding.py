@@ -15,7 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rsbench.cache import atomic_write, write_json_atomic
 from rsbench.errors import RsbenchError, check_count, require
+from rsbench.results import parse_rows, read_json
 
 
 def shard_indices(indices: list[int], shard: int, num_shards: int) -> list[int]:
@@ -29,17 +31,22 @@ def shard_indices(indices: list[int], shard: int, num_shards: int) -> list[int]:
 def write_plan(path: Path, selection: dict[str, Any], shard: int, num_shards: int, indices: list[int]) -> None:
     """Record which indices this run dir is responsible for (checked by ``rsbench merge``)."""
     plan = {"selection": selection, "shard": shard, "num_shards": num_shards, "indices": indices}
+    old = None
     if path.exists():
-        old = json.loads(path.read_text())
+        try:
+            old = json.loads(path.read_text())
+        except ValueError:  # torn by an older, non-atomic writer: the plan is derived, so write it anew
+            old = None
+    if old is not None:
         require(old["selection"] == selection and old["shard"] == shard and old["num_shards"] == num_shards,
                 f"{path.parent} was planned as shard {old['shard']} of {old['num_shards']} with selection "
                 f"{old['selection']}; this run asks for shard {shard} of {num_shards} with {selection}")
-    path.write_text(json.dumps(plan))
+    write_json_atomic(path, plan)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
     require(path.is_file(), f"{path} is missing: {path.parent} is not an rsbench run dir")
-    return json.loads(path.read_text())
+    return read_json(path, "a run dir's side file")
 
 
 def merge_runs(run_dirs: list[Path], out: Path, stage: str = "certify") -> dict[str, Any]:
@@ -76,15 +83,16 @@ def merge_runs(run_dirs: list[Path], out: Path, stage: str = "certify") -> dict[
     problems = []
     for r in runs:
         csv_path = r["dir"] / f"{stage}.csv"
-        text = csv_path.read_text() if csv_path.exists() else ""
-        rows = [ln for ln in text.splitlines(keepends=True) if ln.endswith("\n")]  # a torn last line is not a row
-        if rows:
-            require(header is None or rows[0] == header, f"{csv_path} has a different header")
-            header = rows[0]
-        key = header.rstrip("\n").split(",").index("idx") if header else 0
-        done = {}
-        for ln in rows[1:]:
-            done[int(ln.split(",")[key])] = ln
+        data = csv_path.read_bytes() if csv_path.exists() else b""
+        data = data[:data.rfind(b"\n") + 1]  # a torn last line is not a row
+        done: dict[int, str] = {}
+        if data:
+            head, done = parse_rows(csv_path, data)
+            line = ",".join(head) + "\n"
+            require(header is None or line == header, f"{csv_path} has a different header")
+            header = line
+        twice = sorted(set(done) & set(lines))
+        require(not twice, f"{csv_path} holds idx {twice[:10]} that another shard also holds; refusing to pick one")
         planned = set(r["plan"]["indices"])
         lost = sorted(planned - set(done))
         if lost:
@@ -100,12 +108,10 @@ def merge_runs(run_dirs: list[Path], out: Path, stage: str = "certify") -> dict[
     require(header is not None, "no rows to merge")
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"{stage}.csv"
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(header + "".join(lines[i] for i in sorted(lines)))
-    os.replace(tmp, target)
-    (out / f"{stage}.fingerprint.json").write_text(json.dumps(first["fingerprint"], indent=1, sort_keys=True))
+    atomic_write(target, lambda tmp: tmp.write_text(header + "".join(lines[i] for i in sorted(lines))))
+    write_json_atomic(out / f"{stage}.fingerprint.json", first["fingerprint"])
     plan = dict(first["plan"], shard=0, num_shards=1, indices=sorted(lines), merged_from=[str(d) for d in run_dirs])
-    (out / f"{stage}.plan.json").write_text(json.dumps(plan))
+    write_json_atomic(out / f"{stage}.plan.json", plan)
     return {"rows": len(lines), "shards": num_shards, "csv": str(target)}
 
 
@@ -119,6 +125,9 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     dirs: list[Path] = []
     for d in args.runs:
+        if not d.is_dir():
+            print(f"rsbench merge: error: {d} does not exist or is not a folder", file=sys.stderr)
+            sys.exit(2)
         if (d / f"{args.stage}.plan.json").exists():
             dirs.append(d)
         else:  # a sweep dir: take its run dirs (skip an earlier merge output)

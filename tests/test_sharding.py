@@ -65,6 +65,20 @@ def test_merge_equals_unsharded_and_refuses_gaps(tmp_path, tiny_model, capsys) -
     from rsbench import cli
     cli.main(["merge", *map(str, shards), "-o", str(tmp_path / "m7")])
     assert "merged 3 shard(s), 12 rows" in capsys.readouterr().out
+    # a duplicated idx is refused, never collapsed to the last copy
+    csv = shards[0] / "certify.csv"
+    rows = csv.read_text().splitlines(keepends=True)
+    csv.write_text("".join(rows) + rows[1])
+    with pytest.raises(RsbenchError, match=r"line 6: idx=0 appears twice"):
+        merge_runs(shards, tmp_path / "m8")
+    csv.write_text("".join(rows))
+    (shards[2] / "certify.csv").write_text((shards[2] / "certify.csv").read_text() + rows[1])
+    with pytest.raises(RsbenchError, match=r"idx \[0\] that another shard also holds"):
+        merge_runs(shards, tmp_path / "m9")
+    # a path that does not exist is named
+    with pytest.raises(SystemExit) as info:
+        cli.main(["merge", str(tmp_path / "nonexistent")])
+    assert info.value.code == 2 and "nonexistent does not exist" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])

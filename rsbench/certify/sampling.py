@@ -9,6 +9,7 @@ from torch import nn
 
 from rsbench.certify.pushforward import LinearPushforward
 from rsbench.certify.seeding import block_seeds
+from rsbench.errors import RsbenchError
 from rsbench.noise.base import Noise, ScaledGaussian
 
 BLOCK = 100  # samples per seeded noise block; forward batches are whole blocks (or parts of one)
@@ -81,6 +82,7 @@ def class_counts(model: nn.Module, noise: Noise, x: torch.Tensor, n: int, num_cl
                 logits = forward(buf[lo:hi].contiguous(memory_format=torch.channels_last))
             else:
                 logits = forward(buf[lo:hi])
+            check_finite_logits(logits, "under noise")
             if temperature is None:
                 total += torch.bincount(logits.argmax(dim=1), minlength=num_classes)
             else:
@@ -91,6 +93,13 @@ def class_counts(model: nn.Module, noise: Noise, x: torch.Tensor, n: int, num_cl
                 else:
                     total += probs.sum(dim=0)
     return total.cpu()
+
+
+def check_finite_logits(logits: torch.Tensor, where: str) -> None:
+    """Refuse NaN/inf outputs: argmax over NaN is class 0, and a radius must never rest on NaN arithmetic."""
+    if not bool(torch.isfinite(logits).all()):
+        raise RsbenchError(f"the base model emits non-finite logits (NaN or inf) {where}; its weights or inputs are "
+                           "broken, so no certificate can rest on its outputs")
 
 
 @dataclass
@@ -110,6 +119,10 @@ class PointSampler:
     seed: int
     pushforward: LinearPushforward | None = None
     channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        with torch.inference_mode():
+            check_finite_logits(self.model(self.x.unsqueeze(0)), f"on the clean test point {self.idx}")
 
     def counts(self, num: int, phase: int, noise: Noise | None = None, stream: tuple[int, ...] = (),
                temperature: float | None = None, start: int = 0, squares: bool = False) -> torch.Tensor:

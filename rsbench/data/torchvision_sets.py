@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from rsbench.cache import cached
 from rsbench.data.embedded import MNIST_MEAN, MNIST_STD
 from rsbench.data.registry import DATASETS, DatasetEntry, DatasetSpec, TensorImages
 from rsbench.errors import RsbenchError
@@ -51,14 +53,18 @@ def _mnist_root(root: Path, cache_dir: str | None) -> Path:
     if cache_dir is None:
         raise RsbenchError(f"MNIST under {raw} is gzip-compressed; set dataset.cache_dir to a writable folder")
     cache = Path(cache_dir).expanduser().resolve()
-    out = cache / "MNIST" / "raw"
-    out.mkdir(parents=True, exist_ok=True)
-    for f in _MNIST_FILES:
-        if not (out / f).exists():
-            tmp = out / f"{f}.tmp"
-            with gzip.open(raw / f"{f}.gz", "rb") as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            tmp.replace(out / f)
+
+    def decompress(folder: Path) -> None:
+        folder.mkdir()
+        for f in _MNIST_FILES:
+            try:
+                with gzip.open(raw / f"{f}.gz", "rb") as src, open(folder / f, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            except (OSError, EOFError, zlib.error) as exc:
+                raise RsbenchError(f"dataset 'mnist': {raw / f'{f}.gz'} is damaged ({type(exc).__name__}: "
+                                   f"{exc}); restore it from its source") from exc
+
+    cached(cache / "MNIST" / "raw", decompress, "the decompressed MNIST files")
     return cache
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from rsbench.attacks import run_attack
+from rsbench.cache import cached
 from rsbench.certify.certificates import ellipsoid_l2_ball, mahalanobis_radius
 from rsbench.certify.sampling import PointSampler
 from rsbench.certify.smoothing import ABSTAIN, cohen_certify, cohen_predict
@@ -72,15 +73,15 @@ class DSmooth:
         else:
             deltas_path = self._cache_dir(ctx, "perturbations") / "perturbations.pt"
             path = self._cache_dir(ctx, "covariance", k=self.k, lam=self.lam) / "covariance.pt"
-            if path.exists():
-                cov = LowRankCovariance.load(path)
-            else:
+
+            def build(tmp: Path) -> None:
                 deltas = self._perturbations(ctx, deltas_path)
                 lam = self.lam if self.lam is not None else float(deltas.flatten(1).double().var(0).mean())
-                cov = LowRankCovariance.from_perturbations(
+                LowRankCovariance.from_perturbations(
                     deltas, self.k, lam, {"dataset": ctx.spec.name, "attack": self.attack, "lam_default": self.lam
-                                          is None, "perturbations": str(deltas_path)})
-                cov.save(path)
+                                          is None, "perturbations": deltas_path.parent.name}).save(tmp)
+
+            cov = LowRankCovariance.load(cached(path, build, "the DSmooth covariance"))
         d = math.prod(ctx.spec.shape)
         require(cov.d == d, f"covariance {path} is for inputs of {cov.d} values, not {ctx.spec.name}'s {d}")
         require(cov.k == self.k or bool(self.covariance_path),
@@ -101,9 +102,11 @@ class DSmooth:
 
     def _perturbations(self, ctx: MethodContext, path: Path) -> torch.Tensor:
         """delta = x_adv - x for the first ``n_images`` of a seeded shuffle of the training split (cached)."""
-        if path.exists():
-            return torch.load(path, map_location="cpu", weights_only=True)
-        from rsbench.progress import progress
+        cached(path, lambda tmp: torch.save(self._attack_training_images(ctx, path), tmp), "the DSmooth perturbations")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    def _attack_training_images(self, ctx: MethodContext, path: Path) -> torch.Tensor:
+        from rsbench.progress import progress  # tqdm: loaded only when attacks run
 
         ds = ctx.train_data()
         g = torch.Generator().manual_seed(int(ctx.cfg.seed))
@@ -116,10 +119,7 @@ class DSmooth:
             x = torch.stack([t[0] for t in items]).to(ctx.device)
             y = torch.tensor([int(t[1]) for t in items], device=ctx.device)
             out.append((run_attack(self.attack, ctx.model, x, y) - x).cpu())
-        deltas = torch.cat(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(deltas, path)
-        return deltas
+        return torch.cat(out)
 
     # -- per point -------------------------------------------------------------------------------------------
     def certify(self, sampler: PointSampler, n0: int, n: int, alpha: float, sequential: Any = None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from rsbench.cache import cached
 from rsbench.certify.certificates import idrs_radius
 from rsbench.certify.lipschitz import idrs_lipschitz
 from rsbench.certify.sampling import PointSampler
@@ -57,6 +58,7 @@ class InputDependentSmoothing:
         self.warning = None if self.sound else POINT_WARNING
         self.net: SigmaNet | None = None
         self._sigma = None
+        self._checked: tuple | None = None  # (net identity, parameter versions) that check_lipschitz accepted
         self.L: float | None = None
         self.noise = GaussianNoise(self.sigma_min)  # at sigma_min; each point is certified with sigma_theta(x)
 
@@ -73,8 +75,8 @@ class InputDependentSmoothing:
         d = int(math.prod(ctx.spec.shape))
         self.L = idrs_lipschitz(self.sigma_min, self.lip_sigma, d, self.p_min)
         path = Path(self.sigma_net_path) if self.sigma_net_path else self._default_path(ctx, d)
-        if not self.sigma_net_path and not path.exists():
-            self._train(ctx, d, path)
+        if not self.sigma_net_path:
+            cached(path.parent, lambda folder: self._train(ctx, d, folder / path.name), "the IDRS sigma network")
         self.net = self._load(path, d, ctx.spec.family).to(ctx.device).eval()
         lip = verify_lipschitz(self.net)
         self._sigma = self.net.frozen()
@@ -93,7 +95,8 @@ class InputDependentSmoothing:
 
     def _train(self, ctx: MethodContext, d: int, path: Path) -> None:
 
-        log.info("no method.sigma_net given: training the IDRS sigma network -> %s", path)
+        log.info("no method.sigma_net given: training the IDRS sigma network -> %s", path.parent.parent)
+        path.parent.mkdir()
         torch.manual_seed(int(ctx.cfg.seed))
         net = SigmaNet(d, self.hidden, self.sigma_min, self.lip_sigma)
         metrics = train_sigma_net(net, ctx.model, ctx.train_data(), self.train_cfg, self.L, self.p_min,
@@ -126,6 +129,24 @@ class InputDependentSmoothing:
         return net
 
     # -- per point -------------------------------------------------------------------------------------------
+    def check_lipschitz(self) -> None:
+        """Theorem 3's L was computed for (sigma_min, lip_sigma): refuse a sigma network that does not meet them.
+
+        Checked where the radius is computed, not only in prepare(): a network set or changed through the
+        Python API must still satisfy the bound. Re-checked only when the network or its weights change.
+        """
+        require(self.net is not None, "method=idrs: prepare() must run before certify (it loads the sigma net)")
+        key = (id(self.net), tuple(p._version for p in self.net.parameters()))
+        if key == self._checked:
+            return
+        require(self.net.lip <= self.lip_sigma * (1 + 1e-9) and self.net.sigma_min >= self.sigma_min * (1 - 1e-9),
+                f"the sigma network has Lip {self.net.lip:g} and sigma_min {self.net.sigma_min:g}, but "
+                f"L = {self.L:.4g} "
+                f"was computed for method.lip_sigma={self.lip_sigma:g} and method.sigma_min={self.sigma_min:g}")
+        verify_lipschitz(self.net)
+        self._sigma = self.net.frozen()
+        self._checked = key
+
     def point_sigma(self, x: torch.Tensor) -> float:
         require(self.net is not None, "method=idrs: prepare() must run before certify (it loads the sigma net)")
         if self._sigma is None:
@@ -136,6 +157,7 @@ class InputDependentSmoothing:
     def certify(self, sampler: PointSampler, n0: int, n: int, alpha: float, sequential: Any = None) -> dict[str, Any]:
         """Theorem 3 with soft smoothing under N(0, sigma_theta(x)^2 I)."""
         require(sequential is None, "certify.sequential=true is implemented for method=gaussian only")
+        self.check_lipschitz()
         sigma = self.point_sigma(sampler.x)
         est = soft_certify(sampler, n0, n, alpha, self.bounds, self.p_min, self.temperature,
                            noise=GaussianNoise(sigma))

@@ -7,13 +7,13 @@ architecture or dataset does not match the config is refused.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from rsbench.cache import atomic_write
 from rsbench.data.registry import DatasetSpec
 from rsbench.errors import RsbenchError
 from rsbench.models.registry import NormalizedModel, build_model
@@ -23,13 +23,8 @@ FORMAT = "rsbench-checkpoint/1"
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> Path:
     """Write ``{"format", "state_dict", "meta"}`` to ``path`` via a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"format": FORMAT, "state_dict": state, "meta": meta}, tmp)
-    tmp.replace(path)
-    return path
+    return atomic_write(path, lambda tmp: torch.save({"format": FORMAT, "state_dict": state, "meta": meta}, tmp))
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -48,7 +43,17 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     state, meta = blob.get("state_dict"), blob.get("meta")
     if not isinstance(state, dict) or not isinstance(meta, dict) or "arch" not in meta or "dataset" not in meta:
         raise RsbenchError(f"checkpoint {path} is incomplete: it lacks state_dict or meta (arch, dataset)")
+    check_finite_state(state, f"checkpoint {path}")
     return state, meta
+
+
+def check_finite_state(state: dict[str, Any], what: str) -> None:
+    """Refuse weights holding NaN or inf: a network built on them certifies nonsense (argmax of NaN is class 0)."""
+    bad = [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+           and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise RsbenchError(f"{what} holds non-finite weights (NaN or inf) in {len(bad)} tensor(s), e.g. {bad[0]!r}; "
+                           "it is damaged or came from a diverged training run")
 
 
 def load_model(path: str | Path, arch: str, params: dict[str, Any], spec: DatasetSpec
@@ -87,12 +92,15 @@ def load_weights_file(path: str | Path, arch: str, params: dict[str, Any], spec:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise RsbenchError(f"model.weights_file {path} is corrupted or not a torch weights file: {first}") from exc
     if is_cohen_checkpoint(blob):
+        check_finite_state(blob["state_dict"], f"model.weights_file {path}")
         model, meta = load_cohen(path, blob, spec)
         if meta["arch"] != arch:
             raise RsbenchError(f"model.weights_file {path} is Cohen et al.'s {meta['cohen_arch']} "
                                f"(rsbench arch {meta['arch']}), but the config asks for model {arch}; "
                                f"set model={meta['arch']} or leave model at the dataset default")
         return model, {**meta, "weights_file": str(path)}
+    if isinstance(blob, dict):
+        check_finite_state(blob, f"model.weights_file {path}")
     model = build_model(arch, spec, params)
     try:
         model.net.load_state_dict(blob, strict=True)

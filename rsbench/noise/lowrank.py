@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from rsbench.cache import atomic_write
 from rsbench.errors import RsbenchError, check_count, check_positive, require
 
 FORMAT = "rsbench-covariance/1"
@@ -38,6 +39,12 @@ class LowRankCovariance:
         check_positive("covariance lambda (isotropic floor)", self.floor)
         require(bool(torch.isfinite(self.basis).all()) and bool(torch.isfinite(self.eigvals).all())
                 and bool((self.eigvals >= 0).all()), "covariance factors hold NaN, inf or negative eigenvalues")
+        u = self.basis.double()
+        err = float((u.T @ u - torch.eye(u.shape[1], dtype=u.dtype, device=u.device)).abs().max()) if u.numel() else 0.0
+        # log det, sampling and the Woodbury norm all assume U^T U = I; a scaled basis makes the "Mahalanobis"
+        # norm indefinite and the radius wrong
+        require(err <= 1e-4, f"covariance basis is not orthonormal (max |U^T U - I| = {err:.3g}); the log-det, the "
+                "noise and the Mahalanobis norm would be wrong. Rebuild it with LowRankCovariance.from_perturbations")
 
     @property
     def d(self) -> int:
@@ -105,13 +112,9 @@ class LowRankCovariance:
         return cls(vh[:k].T.float().contiguous(), eig.float(), float(floor), dict(meta or {}, n=n, d=d, k=k))
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save({"format": FORMAT, "basis": self.basis.cpu(), "eigvals": self.eigvals.cpu(), "floor": self.floor,
-                    "meta": self.meta}, tmp)
-        tmp.replace(path)
-        return path
+        return atomic_write(path, lambda tmp: torch.save(
+            {"format": FORMAT, "basis": self.basis.cpu(), "eigvals": self.eigvals.cpu(), "floor": self.floor,
+             "meta": self.meta}, tmp))
 
     @classmethod
     def load(cls, path: str | Path) -> LowRankCovariance:

@@ -8,7 +8,8 @@ import json
 import shutil
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from rsbench.cache import cached, file_lock
 from rsbench.data import DatasetSpec, load_split
 from rsbench.errors import RsbenchError, check_count, require
 from rsbench.log import log
@@ -57,7 +59,8 @@ def run_stage(stage: str, body: Callable[[DictConfig, Path], None], cfg: DictCon
     out = output_dir()
     tune_allocator()  # here, not in the CLI: SLURM tasks enter through this function too
     try:
-        body(cfg, out)
+        with run_dir_lock(out, stage):
+            body(cfg, out)
     except RsbenchError as exc:
         print(f"rsbench {stage}: error: {exc}", file=sys.stderr, flush=True)
         if out.is_dir() and all(_is_bookkeeping(p, stage) for p in out.iterdir()):
@@ -66,10 +69,28 @@ def run_stage(stage: str, body: Callable[[DictConfig, Path], None], cfg: DictCon
         sys.exit(2)
 
 
+@contextmanager
+def run_dir_lock(out: Path, stage: str) -> Iterator[None]:
+    """One writer per run dir: an exclusive lock on ``<out>/.<stage>.lock`` for the whole stage.
+
+    A second process (a duplicate launch, a SLURM re-launch while the old task still runs) fails at once
+    with the holder's pid and host instead of interleaving rows. The kernel drops the lock if its holder dies.
+    """
+    path = out / f".{stage}.lock"
+    try:
+        with file_lock(path, blocking=False):
+            yield
+    except BlockingIOError:
+        from rsbench.cache import holder_text
+
+        raise RsbenchError(f"run dir {out} is in use by another rsbench {stage} ({holder_text(path)}); wait for it "
+                           "to finish, or choose another hydra.run.dir") from None
+
+
 def _is_bookkeeping(path: Path, stage: str) -> bool:
     """Files a run dir holds before its first result row: Hydra's config and log, our fingerprint and plan,
     and a results CSV with nothing but its header."""
-    if path.name in {".hydra", f"{stage}.log", f"{stage}.fingerprint.json", f"{stage}.plan.json"}:
+    if path.name in {".hydra", f"{stage}.log", f"{stage}.fingerprint.json", f"{stage}.plan.json", f".{stage}.lock"}:
         return True
     if path.name == f"{stage}.csv":
         return len(path.read_bytes().splitlines()) <= 1
@@ -180,12 +201,17 @@ def resolve_model(cfg: DictConfig, spec: DatasetSpec, sigma: float, device: torc
         model, meta = load_weights_file(cfg.model.weights_file, arch, params, spec)
     else:
         ckpt = default_model_path(cfg, spec, arch, params, sigma)
-        if not ckpt.exists():
+
+        def build(folder: Path) -> None:
             log.info("no model.checkpoint given: training the default %s for %s at sigma=%g -> %s",
-                     arch, spec.name, sigma, ckpt)
-            train_and_save(cfg, arch, params, sigma, ckpt, device, ckpt.with_name("train_log.csv"))
+                     arch, spec.name, sigma, ckpt.parent)
+            folder.mkdir()
+            train_and_save(cfg, arch, params, sigma, folder / ckpt.name, device, folder / "train_log.csv")
+
+        cached(ckpt.parent, build, f"the default {arch} model")
         model, meta = load_model(ckpt, arch, params, spec)
-        meta = {**meta, "checkpoint": str(ckpt)}
+        # named by its cache entry, not its path: moving outputs_dir keeps fingerprints and derived caches valid
+        meta = {**meta, "checkpoint": f"cache:{ckpt.parent.name}"}
     train_sigma = meta.get("train_noise_sigma")
     if train_sigma is not None and abs(float(train_sigma) - sigma) > 1e-12:
         log.warning("the base model was trained with noise sigma=%g but smoothing uses sigma=%g",
