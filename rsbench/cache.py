@@ -53,12 +53,14 @@ def _fsync_tree(path: Path) -> None:
             os.fsync(fh.fileno())
 
 
+DISK_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+               errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+               errno.EPERM: "permission denied", errno.EFBIG: "the file-size limit was reached"}
+
+
 def disk_error(exc: OSError, what: str) -> RsbenchError:
     """A one-line error for a failed write: full disk, quota, read-only file system, permissions."""
-    reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
-              errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
-              errno.EPERM: "permission denied", errno.EFBIG: "the file-size limit was reached"
-              }.get(exc.errno or 0, exc.strerror or str(exc))
+    reason = DISK_ERRNOS.get(exc.errno or 0, exc.strerror or str(exc))
     return RsbenchError(f"cannot write {what}: {reason}")
 
 
@@ -79,11 +81,26 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
             shutil.rmtree(path)  # a folder cannot be renamed over a non-empty one; readers hold the lock
         os.replace(target, path)
         fsync_dir(path.parent)
-    except OSError as exc:
-        raise disk_error(exc, str(path)) from exc
+    except (OSError, RuntimeError) as exc:
+        cause = exc if isinstance(exc, OSError) else exc.__context__  # torch.save wraps the OSError
+        if not isinstance(cause, OSError):
+            raise
+        raise disk_error(cause, str(path)) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def torch_writer(obj: Any) -> Callable[[Path], None]:
+    """A ``write`` for :func:`atomic_write` that ``torch.save``s ``obj`` through a Python file object, so a
+    failed write (full disk, file-size limit) raises :class:`OSError` with its errno, not a C++ RuntimeError."""
+    def write(path: Path) -> None:
+        import torch
+
+        with open(path, "wb") as fh:
+            torch.save(obj, fh)
+
+    return write
 
 
 def write_json_atomic(path: str | Path, data: Any) -> Path:

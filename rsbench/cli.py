@@ -30,14 +30,27 @@ def main(argv: list[str] | None = None) -> None:
         return
     stage = args[0]
     if stage not in STAGES:
-        print(f"rsbench: error: unknown stage {stage!r}; valid stages: {', '.join(STAGES)}", file=sys.stderr)
+        from rsbench.config_check import suggest
+
+        print(f"rsbench: error: unknown stage {stage!r}; valid stages: {', '.join(STAGES)}"
+              f"{suggest(stage, list(STAGES))}", file=sys.stderr)
         sys.exit(2)
     if stage == "merge":  # not a Hydra app: it takes run dirs, not overrides
         from rsbench.sharding import main as merge_main
         merge_main(args[1:])
         return
+    module = importlib.import_module(f"rsbench.stages.{stage}")
+    from rsbench.config_check import check_overrides
+    from rsbench.errors import RsbenchError
+    from rsbench.stages.common import CONF_DIR
+
+    try:  # Hydra's own report of a bad override is several lines and exit 1: check first, say it in one
+        check_overrides(CONF_DIR, stage, args[1:])
+    except RsbenchError as exc:
+        print(f"rsbench {stage}: error: {exc}", file=sys.stderr)
+        sys.exit(2)
     sys.argv = [f"rsbench-{stage}", *args[1:]]
-    importlib.import_module(f"rsbench.stages.{stage}").main()
+    module.main()
 
 
 if __name__ == "__main__":

@@ -40,15 +40,65 @@ def test_bad_values(tmp_path, capsys, override, pattern) -> None:
 
 
 def test_unknown_config_group_options_list_the_valid_ones(tmp_path, capsys) -> None:
-    _fails(tmp_path, capsys, ["certify", "dataset=svhn"], r"(?s)dataset/svhn.*mnist5k", code=1)
-    _fails(tmp_path, capsys, ["certify", "method=foo"], r"(?s)method/foo.*gaussian", code=1)
+    _fails(tmp_path, capsys, ["certify", "dataset=svhn"], r"unknown dataset 'svhn'; valid datasets: .*mnist5k")
+    _fails(tmp_path, capsys, ["certify", "method=foo"], r"unknown method 'foo'; valid methods: dsmooth, gaussian")
+
+
+# Hydra's own errors, reworded: one line, exit 2, a suggestion where one is close, no run dir left behind.
+@pytest.mark.parametrize("stage,args,pattern", [
+    ("certify", ["methd=mog"], r"unknown key 'methd'; did you mean 'method'\?"),
+    ("certify", ["method=mog", "k=10"], r"unknown key 'k'; did you mean 'K'\?"),
+    ("certify", ["method=mogg"], r"unknown method 'mogg'; valid methods: .*; did you mean 'mog'\?"),
+    ("certify", ["model=nosuch"], r"unknown model 'nosuch'; valid models: auto, cifar_resnet"),
+    ("certify", ["certify.nosuch=1"], r"unknown key 'certify.nosuch' .*valid keys in 'certify': n0, n, alpha"),
+    ("certify", ["certify.nn=3"], r"unknown key 'certify.nn' .*did you mean 'n'\?"),
+    ("certify", ["sigma"], r"cannot parse override 'sigma' \(missing EQUAL"),
+    ("certify", ["=3"], r"override '=3' has no key"),
+    ("certify", ["radii=[0,1"], r"cannot parse override 'radii=\[0,1'"),
+    ("certify", ["-m", "sigma=0.1,0.2", "certify.nn=3"], r"unknown key 'certify.nn'"),
+    ("train", ["trian.epochs=3"], r"'trian' is not a key\); did you mean 'train'\?"),
+    ("certify", [*TINY_CERTIFY, "certify.attack=nonsense"], r"certify.attack='nonsense' is invalid: give \{name"),
+    ("certify", [*TINY_CERTIFY, "certify.attack={name:square_fgsm,epsilon:1}"], r"has no parameters \['epsilon'\]"),
+    ("certify", [*TINY_CERTIFY, "dataset.test_set=jpg"], r"dataset.test_set|unknown key"),
+])
+def test_hydra_errors_are_one_line(tmp_path, capsys, stage, args, pattern) -> None:
+    err = _fails(tmp_path, capsys, [stage, *args], pattern)
+    assert len(err.strip().splitlines()) == 1 and err.startswith(f"rsbench {stage}: error:"), err
+    assert not (tmp_path / stage).exists()
 
 
 def test_unknown_stage(capsys) -> None:
     from rsbench import cli
     with pytest.raises(SystemExit):
-        cli.main(["cerify"])
-    assert "valid stages: train, certify, predict, plot" in capsys.readouterr().err
+        cli.main(["certfy"])
+    assert "valid stages: train, certify, predict, plot, robustness, merge; did you mean 'certify'?" in \
+        capsys.readouterr().err
+
+
+def test_plot_on_empty_or_garbage_csv(tmp_path, capsys) -> None:
+    run = tmp_path / "in"
+    run.mkdir()
+    for content in (b"", b"\xff\xfe garbage\n\x00\x01"):
+        (run / "certify.csv").write_bytes(content)
+        _fails(tmp_path, capsys, ["plot", f"runs=[{run}]"], r"certify.csv (is empty or not a CSV|lacks columns)")
+
+
+def test_file_size_limit_is_one_line(tmp_path) -> None:
+    """A file-size limit (ulimit -f) used to kill the process with SIGXFSZ; now the write fails, named."""
+    import resource
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    result = subprocess.run([sys.executable, "-m", "rsbench.cli", "certify", *TINY_CERTIFY, f"outputs_dir={tmp_path}"],
+                            cwd=REPO, capture_output=True, text=True, preexec_fn=limit, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("rsbench certify: error: cannot write") and "file-size limit" in last
 
 
 def test_corrupted_and_mismatched_checkpoints(tmp_path, capsys, tiny_model) -> None:

@@ -19,6 +19,23 @@ ATTACKS.register("pgd_l2")(l2_pgd)
 ATTACKS.register("square_fgsm")(square_fgsm)
 
 
+def check_attack(spec: Any, where: str) -> dict[str, Any]:
+    """``spec`` as a dict after checking it names a registered attack and only that attack's parameters."""
+    import inspect
+
+    if not isinstance(spec, dict):
+        raise RsbenchError(f"{where}={spec!r} is invalid: give {{name: <attack>, ...parameters}}, e.g. "
+                           f"{{name: square_fgsm, eps_inf: 0.5, queries: 100, eps_l2: 0.5}}; attacks: "
+                           f"{', '.join(ATTACKS)}")
+    params = dict(spec)
+    fn = ATTACKS.get(params.pop("name", None))
+    valid = [p for p in inspect.signature(fn).parameters if p not in ("model", "x", "y", "generator")]
+    unknown = sorted(set(params) - set(valid) - {"mix"})
+    if unknown:
+        raise RsbenchError(f"{where}: attack '{spec['name']}' has no parameters {unknown}; valid: {', '.join(valid)}")
+    return dict(spec)
+
+
 def run_attack(spec: dict[str, Any], model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                generator: torch.Generator | None = None) -> torch.Tensor:
     """Adversarial examples for (x, y) from ``spec`` = {"name": ..., **parameters}."""
@@ -30,4 +47,4 @@ def run_attack(spec: dict[str, Any], model: nn.Module, x: torch.Tensor, y: torch
         raise RsbenchError(f"attack '{spec.get('name')}': bad parameters {params}: {exc}") from exc
 
 
-__all__ = ["ATTACKS", "l2_pgd", "run_attack", "square_fgsm"]
+__all__ = ["ATTACKS", "check_attack", "l2_pgd", "run_attack", "square_fgsm"]

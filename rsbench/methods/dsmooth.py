@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from rsbench.attacks import run_attack
-from rsbench.cache import cached
+from rsbench.cache import cached, torch_writer
 from rsbench.certify.certificates import ellipsoid_l2_ball, mahalanobis_radius
 from rsbench.certify.sampling import PointSampler
 from rsbench.certify.smoothing import ABSTAIN, cohen_certify, cohen_predict
@@ -102,7 +102,8 @@ class DSmooth:
 
     def _perturbations(self, ctx: MethodContext, path: Path) -> torch.Tensor:
         """delta = x_adv - x for the first ``n_images`` of a seeded shuffle of the training split (cached)."""
-        cached(path, lambda tmp: torch.save(self._attack_training_images(ctx, path), tmp), "the DSmooth perturbations")
+        cached(path, lambda tmp: torch_writer(self._attack_training_images(ctx, path))(tmp),
+               "the DSmooth perturbations")
         return torch.load(path, map_location="cpu", weights_only=True)
 
     def _attack_training_images(self, ctx: MethodContext, path: Path) -> torch.Tensor:

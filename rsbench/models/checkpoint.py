@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rsbench.cache import atomic_write
+from rsbench.cache import atomic_write, torch_writer
 from rsbench.data.registry import DatasetSpec
 from rsbench.errors import RsbenchError
 from rsbench.models.registry import NormalizedModel, build_model
@@ -24,7 +24,7 @@ FORMAT = "rsbench-checkpoint/1"
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> Path:
     """Write ``{"format", "state_dict", "meta"}`` to ``path`` via a temporary file and an atomic rename."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return atomic_write(path, lambda tmp: torch.save({"format": FORMAT, "state_dict": state, "meta": meta}, tmp))
+    return atomic_write(path, torch_writer({"format": FORMAT, "state_dict": state, "meta": meta}))
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

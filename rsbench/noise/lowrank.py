@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from rsbench.cache import atomic_write
+from rsbench.cache import atomic_write, torch_writer
 from rsbench.errors import RsbenchError, check_count, check_positive, require
 
 FORMAT = "rsbench-covariance/1"
@@ -112,9 +112,8 @@ class LowRankCovariance:
         return cls(vh[:k].T.float().contiguous(), eig.float(), float(floor), dict(meta or {}, n=n, d=d, k=k))
 
     def save(self, path: str | Path) -> Path:
-        return atomic_write(path, lambda tmp: torch.save(
-            {"format": FORMAT, "basis": self.basis.cpu(), "eigvals": self.eigvals.cpu(), "floor": self.floor,
-             "meta": self.meta}, tmp))
+        return atomic_write(path, torch_writer({"format": FORMAT, "basis": self.basis.cpu(),
+                                                "eigvals": self.eigvals.cpu(), "floor": self.floor, "meta": self.meta}))
 
     @classmethod
     def load(cls, path: str | Path) -> LowRankCovariance:

@@ -47,12 +47,16 @@ def certify(cfg: DictConfig, out: Path) -> None:
     settings = {"n0": n0, "n": n, "alpha": alpha}
     if sequential:
         settings["sequential"] = {"n_min": sequential.n_min, "max_radius": sequential.max_radius}
+    attack = plain(c.get("attack"))
+    if attack:
+        from rsbench.attacks import check_attack
+
+        attack = check_attack(attack, "certify.attack")
     run = prepare_point_run(cfg, "certify", out, settings)
     method = run.method
     if getattr(method, "warning", None):
         log.warning(method.warning)
     columns = BASE_COLUMNS + tuple(col for col in method.columns if col not in BASE_COLUMNS)
-    attack = plain(c.get("attack"))
     if attack:
         columns += ATTACK_COLUMNS
 

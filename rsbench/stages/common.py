@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import shutil
+import signal
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from rsbench.cache import cached, file_lock
+from rsbench.cache import DISK_ERRNOS, cached, disk_error, file_lock
 from rsbench.data import DatasetSpec, load_split
 from rsbench.errors import RsbenchError, check_count, require
 from rsbench.log import log
@@ -58,9 +59,16 @@ def run_stage(stage: str, body: Callable[[DictConfig, Path], None], cfg: DictCon
     """
     out = output_dir()
     tune_allocator()  # here, not in the CLI: SLURM tasks enter through this function too
+    if hasattr(signal, "SIGXFSZ"):  # past a file-size limit, writes fail with EFBIG instead of killing us
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
-        with run_dir_lock(out, stage):
-            body(cfg, out)
+        try:
+            with run_dir_lock(out, stage):
+                body(cfg, out)
+        except OSError as exc:
+            if exc.errno not in DISK_ERRNOS:
+                raise
+            raise disk_error(exc, exc.filename or str(out)) from exc
     except RsbenchError as exc:
         print(f"rsbench {stage}: error: {exc}", file=sys.stderr, flush=True)
         if out.is_dir() and all(_is_bookkeeping(p, stage) for p in out.iterdir()):

@@ -49,7 +49,11 @@ def plot(cfg: DictConfig, out: Path) -> None:
     require(not labels or len(labels) == len(paths), f"labels has {len(labels)} entries for {len(paths)} runs")
     frames: dict[str, pd.DataFrame] = {}
     for k, path in enumerate(paths):
-        df = pd.read_csv(path)
+        try:
+            df = pd.read_csv(path)
+        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+            raise RsbenchError(f"{path} is empty or not a CSV ({type(exc).__name__}: "
+                               f"{(str(exc).splitlines() or [''])[0]})") from None
         missing = [c for c in REQUIRED if c not in df.columns]
         require(not missing, f"{path} lacks columns {missing}; is it a certify.csv?")
         label = labels[k] if labels else _label(path)

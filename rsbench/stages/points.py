@@ -90,7 +90,7 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
     if section.overwrite and csv_path.exists():
         csv_path.unlink()
     check_fingerprint(out / f"{stage}.fingerprint.json",
-                      {"dataset": plain(cfg.dataset), "model": {k: meta.get(k) for k in MODEL_FINGERPRINT_KEYS},
+                      {"dataset": dataset_fingerprint(cfg), "model": {k: meta.get(k) for k in MODEL_FINGERPRINT_KEYS},
                        "method": plain(cfg.method), **({"artefacts": artefacts} if artefacts else {}),
                        **settings, "seed": int(cfg.seed)},
                       bool(section.overwrite))
@@ -106,6 +106,11 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
     pushforward = section.get("pushforward", "auto") if isinstance(method.noise, ScaledGaussian) else "off"
     return PointRun(method, device, test_ds, spec, indices, model, meta, csv_path, batch, int(cfg.seed),
                     _pushforward(model, pushforward), channels_last)
+
+
+def dataset_fingerprint(cfg: DictConfig) -> dict[str, Any]:
+    """The dataset settings rows depend on: not where the files or the cache live, so moving them keeps resume."""
+    return {k: v for k, v in plain(cfg.dataset).items() if k not in ("data_dir", "cache_dir", "download")}
 
 
 def use_channels_last(model: torch.nn.Module, spec: DatasetSpec, mode: str) -> bool:

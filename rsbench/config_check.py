@@ -1,0 +1,131 @@
+"""Check a command's overrides before Hydra runs the stage, so every mistake is one line with a suggestion.
+
+Hydra reports a bad override as several lines with exit status 1, and even advises ``+methd=mog`` for a
+misspelt ``method``. Here the stage's config is composed with the same overrides first (sweeps take
+their first value); a parse error, an unknown key or an unknown group option becomes an
+:class:`RsbenchError` such as "unknown key 'methd'; did you mean 'method'?".
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any
+
+from omegaconf import DictConfig
+
+from rsbench.errors import RsbenchError
+
+# flags after which Hydra does its own thing (help, printing configs, shell completion)
+_HANDS_OFF = {"-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info", "-p", "--package", "--shell-completion",
+              "-sc", "--run", "-r", "--resolve"}
+_FLAGS_WITH_VALUE = {"-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "--experimental-rerun"}
+
+
+def suggest(name: str, valid: list[str]) -> str:
+    """"; did you mean 'x'?" for the closest valid name (case-insensitive), or ""."""
+    lower = {v.lower(): v for v in valid}
+    close = difflib.get_close_matches(name.lower(), list(lower), n=1, cutoff=0.6)
+    return f"; did you mean '{lower[close[0]]}'?" if close else ""
+
+
+def _overrides(args: list[str]) -> list[str] | None:
+    """The override strings among the stage's arguments, or None when a flag hands control to Hydra."""
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in _HANDS_OFF:
+            return None
+        elif a in _FLAGS_WITH_VALUE:
+            skip = True
+        elif not a.startswith("-"):
+            out.append(a)
+    return out
+
+
+def _first_values(overrides: list[str]) -> list[str]:
+    """Parse the overrides (one line on a syntax error) and replace each sweep by its first value."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    out = []
+    for text in overrides:
+        try:
+            (o,) = parser.parse_overrides([text])
+        except HydraException as exc:
+            reason = str(exc).splitlines()
+            detail = reason[1] if len(reason) > 1 and reason[0].startswith("Error parsing") else reason[0]
+            raise RsbenchError(f"cannot parse override {text!r} ({detail}); overrides are key=value, "
+                               "e.g. sigma=0.5, radii=[0,0.5,1]") from None
+        key = o.get_key_element()
+        if not o.key_or_group:
+            raise RsbenchError(f"override {text!r} has no key; overrides are key=value, e.g. sigma=0.5")
+        if key.lstrip("+~").startswith("hydra"):  # launcher and run-dir settings: Hydra checks them
+            continue
+        if o.is_sweep_override():
+            if o.is_range_sweep() or o.is_interval_sweep():
+                continue
+            value = next(iter(o.sweep_string_iterator()))
+        elif o.is_delete():
+            out.append(text)
+            continue
+        else:
+            value = o.get_value_element_as_str()
+        out.append(f"{key}={value}")
+    return out
+
+
+def _unknown_part(cfg: DictConfig, dotted: str) -> tuple[str, str, list[str]]:
+    """(the first component of ``dotted`` that ``cfg`` lacks, the path above it, the keys valid there)."""
+    node: Any = cfg
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        keys = [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
+        if part not in keys:
+            return part, ".".join(parts[:i]), keys
+        node = node[part]
+    return parts[-1], ".".join(parts[:-1]), []
+
+
+def check_overrides(conf_dir: str, stage: str, args: list[str]) -> None:
+    """Compose ``conf_dir/<stage>.yaml`` with the overrides in ``args``; raise one-line errors for bad ones."""
+    overrides = _overrides(args)
+    if not overrides:
+        return
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import ConfigCompositionException, MissingConfigException
+
+    plain = _first_values(overrides)
+
+    def compose_with(ovs: list[str]) -> DictConfig:
+        with initialize_config_dir(conf_dir, version_base="1.3", job_name=stage):
+            return compose(config_name=stage, overrides=ovs)
+
+    try:
+        compose_with(plain)
+    except MissingConfigException as exc:
+        m = re.search(r"Could not find '([^']+)/([^']+)'", str(exc))
+        options = list(getattr(exc, "options", None) or [])
+        if not m:
+            raise RsbenchError(str(exc).splitlines()[0]) from None
+        group, name = m[1], m[2]
+        raise RsbenchError(f"unknown {group} {name!r}; valid {group}s: {', '.join(options)}"
+                           f"{suggest(name, options)}") from None
+    except ConfigCompositionException as exc:
+        m = re.search(r"Could not override '([^']+)'", str(exc))
+        if not m:
+            first = str(exc).splitlines()[0]
+            raise RsbenchError(first) from None
+        key = m[1]
+        rest = [o for o in plain if not o.split("=", 1)[0].lstrip("+~") == key]
+        try:
+            part, parent, valid = _unknown_part(compose_with(rest), key)
+        except Exception:  # the other overrides are broken too: report this one without a suggestion
+            part, parent, valid = key, "", []
+        hint = suggest(part, valid)
+        if not hint and parent and 0 < len(valid) <= 30:
+            hint = f"; valid keys in '{parent}': {', '.join(valid)}"
+        where = f" ('{part}' is not a key{f' of {parent!r}' if parent else ''})" if part != key else ""
+        raise RsbenchError(f"unknown key {key!r}{where}{hint}") from None
