@@ -7,7 +7,7 @@ TORCH   ?= torch==2.14.1 torchvision==0.29.1
 # Real datasets (MNIST, CIFAR-10 sample) for the reproductions; the demo and tests need none.
 export RSBENCH_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install demo test test-slow lint figures reproduce-engine mnist-models mog-figures idrs-figures dsmooth-figures sra-figures slurm-test bench perf-sequential smoke-cifar clean
+.PHONY: install demo test test-slow lint figures reproduce-engine mnist-models mog-figures idrs-figures dsmooth-figures sra-figures slurm-test bench perf-sequential smoke-cifar cifar-models cifar-figures clean
 
 install: $(VENV)/.installed
 
@@ -142,7 +142,60 @@ smoke-cifar: install          ## CIFAR-10 configs (MoG, DSmooth zoo, SRA CNN) en
 		train.noise_sigma=0 train.loss.name=mscr train.loss.d=1.0 train.loss.var_x=0.01 robustness.max=100 \
 		robustness.rs.n=100 robustness.gn_step=0.1 robustness.gn_draws=2 hydra.run.dir=$(SMOKE)/cifar_sra
 
-figures: reproduce-engine mog-figures idrs-figures dsmooth-figures sra-figures   ## every paper figure that is implemented so far
+# Real CIFAR-10 (../shared/data: all 50,000 training images, certified on the genuine test images; docs/REPRODUCTION.md).
+# SCALE=quick: ResNet-20, 4 epochs of Adam, N = 1,000-2,000 on 51-102 genuine test points (about 2 hours on 2 CPU cores).
+# SCALE=paper: Cohen et al.'s recipe, ResNet-110, 90 epochs of SGD, N = 100,000 on all 1,017 genuine test points (GPU).
+CM      := outputs/train/cifar_$(SCALE)
+CF      := $(FIG)/cifar
+ifeq ($(SCALE),paper)
+CIFAR_TRAIN := model.params.depth=110 train.epochs=90 train.optimizer=sgd train.lr=0.1 train.schedule=step
+CIFAR_CERT  := certify.n=100000 certify.skip=1
+CIFAR_ZOO_TRAIN := train.epochs=10
+else
+CIFAR_TRAIN :=
+CIFAR_CERT  :=
+CIFAR_ZOO_TRAIN := train.epochs=1 train.max_examples=2560 "train.attack={name:square_fgsm,eps_inf:0.5,queries:5,eps_l2:0.5,mix:0.5}"
+endif
+CIFAR_ZOO := resnet20 resnet56 vgg13_bn mobilenetv2_x0_5 shufflenetv2_x0_5 repvgg_a0
+CIFAR_MODEL := $(if $(filter paper,$(SCALE)),model.params.depth=110,)
+
+cifar-models: install         ## Cohen et al.'s noise-trained ResNets on real CIFAR-10 at sigma 0.25, 0.5, 1.0
+	for s in 0.25 0.5 1.0; do $(RS) train experiment=cohen_cifar sigma=$$s $(CIFAR_TRAIN) hydra.run.dir=$(CM)/sigma-$$s || exit 1; done
+
+cifar-figures: cifar-models   ## Cohen, MoG Figs. 1-2, DSmooth (+ zoo timing), SRA Fig. 7 counterpart on real CIFAR-10
+	for s in 0.25 0.5 1.0; do $(RS) certify experiment=cohen_cifar sigma=$$s $(CIFAR_MODEL) $(CIFAR_CERT) \
+		model.checkpoint=$(CM)/sigma-$$s/model.pt hydra.run.dir=$(CF)/cohen/sigma-$$s || exit 1; done
+	$(RS) plot runs=[$(CF)/cohen] hydra.run.dir=$(CF) name=cohen_cifar "radii=[0,0.25,0.5,0.75,1,1.5,2]" \
+		"title='Gaussian RS (Cohen et al.) on real CIFAR-10, genuine test images ($(SCALE) scale)'"
+	$(RS) certify -m experiment=mog_cifar $(CIFAR_MODEL) $(CIFAR_CERT) K=1,10 method.sigma_min=0.25 method.sigma_max=0.5 \
+		method.certificate=paper,componentwise model.checkpoint=$(CM)/sigma-0.5/model.pt hydra.sweep.dir=$(CF)/mog/fig1_left
+	$(RS) certify -m experiment=mog_cifar $(CIFAR_MODEL) $(CIFAR_CERT) K=1,10 method.sigma_min=0.5 method.sigma_max=1.0 \
+		method.certificate=paper,componentwise model.checkpoint=$(CM)/sigma-1.0/model.pt hydra.sweep.dir=$(CF)/mog/fig1_right
+	$(RS) certify -m experiment=mog_cifar $(CIFAR_MODEL) $(CIFAR_CERT) K=10 method.sigma_min=0.12,0.75 method.sigma_max=1.0 \
+		method.certificate=paper,componentwise model.checkpoint=$(CM)/sigma-1.0/model.pt hydra.sweep.dir=$(CF)/mog/fig2
+	$(RS) plot figure=mog_fig1 runs=[$(CF)/mog/fig1_left,$(CF)/mog/fig1_right] hydra.run.dir=$(CF)/mog \
+		"title='MoG RS on real CIFAR-10 (ResNet trained at sigma_max; $(SCALE) scale)'"
+	$(RS) plot figure=mog_fig2 runs=[$(CF)/mog/fig2,$(CF)/mog/fig1_right] hydra.run.dir=$(CF)/mog \
+		"title='MoG RS on real CIFAR-10, K = 10, sigma_max = 1 ($(SCALE) scale)'"
+	$(RS) train experiment=dsmooth_cifar $(CIFAR_MODEL) train.init_checkpoint=$(CM)/sigma-0.25/model.pt \
+		hydra.run.dir=$(CM)/dsmooth
+	$(RS) certify -m experiment=dsmooth_cifar $(CIFAR_MODEL) $(CIFAR_CERT) model.checkpoint=$(CM)/dsmooth/model.pt \
+		method=dsmooth,gaussian,laplace hydra.sweep.dir=$(CF)/dsmooth/main
+	$(RS) plot figure=dsmooth_fig1 runs=[$(CF)/dsmooth/main] hydra.run.dir=$(CF)/dsmooth "radii=[0,0.25,0.5,1,2,4,8]" \
+		"title='DSmooth vs RandSmooth vs LSmooth, real CIFAR-10, ResNet, sigma = 0.25 ($(SCALE) scale)'"
+	for m in $(CIFAR_ZOO); do \
+		$(RS) train dataset=cifar10 model=$$m $(CIFAR_ZOO_TRAIN) hydra.run.dir=$(CM)/zoo/$$m || exit 1; \
+		$(RS) certify experiment=dsmooth_cifar model=$$m model.checkpoint=$(CM)/zoo/$$m/model.pt method=dsmooth \
+			certify.attack=null certify.max=40 hydra.run.dir=$(CF)/dsmooth/zoo/$$m || exit 1; \
+		$(BIN)/python scripts/time_methods.py $(CF)/dsmooth/zoo/$$m --points 10 --repeats 1 --out $(CF)/dsmooth/zoo \
+			--name timing_$$m --compare name=gaussian,sigma=0.25 name=laplace,scale=0.25 || exit 1; done
+	$(RS) robustness -m experiment=sra_cifar train.loss.name=mscr train.loss.d=1.0 train.loss.var_x=0.01,0.1 \
+		hydra.sweep.dir=$(CF)/sra/mscr
+	$(RS) robustness -m experiment=sra_cifar train.loss.name=mcr train.loss.d=1.0 hydra.sweep.dir=$(CF)/sra/mcr
+	$(RS) robustness -m experiment=sra_cifar train.loss.name=sce hydra.sweep.dir=$(CF)/sra/sce
+	$(BIN)/python scripts/sra_figures.py $(CF)/sra
+
+figures: reproduce-engine mog-figures idrs-figures dsmooth-figures sra-figures cifar-figures   ## every paper figure
 
 MLP_CKPT := outputs/train/experiment-cohen_mnist__model-mlp/model.pt
 perf-sequential: install      ## sequential vs fixed-n certification, 500 MNIST points, n_max = 100,000 (docs/PERFORMANCE.md)

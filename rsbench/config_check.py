@@ -12,7 +12,7 @@ import difflib
 import re
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from rsbench.errors import RsbenchError
 
@@ -89,11 +89,35 @@ def _unknown_part(cfg: DictConfig, dotted: str) -> tuple[str, str, list[str]]:
     return parts[-1], ".".join(parts[:-1]), []
 
 
+def check_slurm_timing(conf_dir: str, overrides: list[str]) -> None:
+    """SLURM signals a job ``signal_delay_s`` before its time limit so submitit can requeue it; with
+    ``timeout_min * 60 <= signal_delay_s`` the signal comes before submitit's handler exists and the job
+    dies with nothing done and no requeue. Refuse that pair before anything is submitted."""
+    if "hydra/launcher=slurm" not in overrides:
+        return
+    preset = OmegaConf.load(f"{conf_dir}/hydra/launcher/slurm.yaml")
+    values = {"timeout_min": preset.get("timeout_min"), "signal_delay_s": preset.get("signal_delay_s")}
+    for o in overrides:
+        key, _, value = o.partition("=")
+        name = key.removeprefix("hydra.launcher.")
+        if name in values and key.startswith("hydra.launcher."):
+            try:
+                values[name] = float(value)
+            except ValueError:
+                raise RsbenchError(f"{key}={value!r} is invalid: it must be a number") from None
+    timeout, delay = float(values["timeout_min"]), float(values["signal_delay_s"])
+    if timeout * 60 <= delay:
+        raise RsbenchError(f"hydra.launcher.timeout_min={timeout:g} is not longer than signal_delay_s={delay:g} "
+                           "seconds: SLURM would signal the job before it can requeue itself; raise timeout_min "
+                           "or lower hydra.launcher.signal_delay_s")
+
+
 def check_overrides(conf_dir: str, stage: str, args: list[str]) -> None:
     """Compose ``conf_dir/<stage>.yaml`` with the overrides in ``args``; raise one-line errors for bad ones."""
     overrides = _overrides(args)
     if not overrides:
         return
+    check_slurm_timing(conf_dir, overrides)
     from hydra import compose, initialize_config_dir
     from hydra.errors import ConfigCompositionException, MissingConfigException
 

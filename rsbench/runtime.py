@@ -47,3 +47,15 @@ def tune_allocator() -> bool:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     _done = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     return _done
+
+
+def threads_from_slurm() -> int | None:
+    """Use as many torch threads as SLURM gave this task (``SLURM_CPUS_PER_TASK``), not the node's core count;
+    None (and nothing changed) outside SLURM or when the value is not a positive integer."""
+    value = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if not value.isdigit() or int(value) < 1:
+        return None
+    import torch
+
+    torch.set_num_threads(int(value))
+    return int(value)

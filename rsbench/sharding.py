@@ -115,6 +115,40 @@ def merge_runs(run_dirs: list[Path], out: Path, stage: str = "certify") -> dict[
     return {"rows": len(lines), "shards": num_shards, "csv": str(target)}
 
 
+def missing_shards(run_dirs: list[Path], stage: str = "certify") -> tuple[list[str], list[int], list[str]]:
+    """(report lines, shards to re-run, the sweep's other overrides) for a sharded sweep's run dirs.
+
+    A shard is complete when every index of its plan has a row; shards of ``num_shards`` with no run dir at
+    all (never started) are incomplete too. Finished shards are not listed, so a relaunch pays for no
+    allocation that has nothing to do.
+    """
+    require(len(run_dirs) > 0, "no run dirs found")
+    lines, todo, num_shards, base = [], [], None, []
+    seen: set[int] = set()
+    for d in run_dirs:
+        plan = _read_json(d / f"{stage}.plan.json")
+        num_shards = plan["num_shards"]
+        seen.add(plan["shard"])
+        csv_path = d / f"{stage}.csv"
+        data = csv_path.read_bytes() if csv_path.exists() else b""
+        data = data[:data.rfind(b"\n") + 1]
+        done = set(parse_rows(csv_path, data)[1]) if data else set()
+        left = len(set(plan["indices"]) - done)
+        if left:
+            todo.append(plan["shard"])
+            lines.append(f"shard {plan['shard']} of {num_shards}: {left} of {len(plan['indices'])} rows missing ({d})")
+        overrides = d / ".hydra" / "overrides.yaml"
+        if not base and overrides.is_file():
+            from omegaconf import OmegaConf
+
+            per_job = ("certify.shard=", "predict.shard=", "hydra.run.dir=")
+            base = [o for o in OmegaConf.load(overrides) if not str(o).startswith(per_job)]
+    for shard in sorted(set(range(num_shards or 0)) - seen):
+        todo.append(shard)
+        lines.append(f"shard {shard} of {num_shards}: never started (no run dir)")
+    return lines, sorted(todo), [str(o) for o in base]
+
+
 def main(argv: list[str]) -> None:
     """``rsbench merge RUN_DIR... [-o OUT_DIR] [--stage certify|predict]``."""
     parser = argparse.ArgumentParser(prog="rsbench merge", description="Merge the run dirs of a sharded run.")
@@ -122,6 +156,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("-o", "--out", type=Path, default=None,
                         help="output dir (default: <common parent of the run dirs>/merged)")
     parser.add_argument("--stage", default="certify", choices=["certify", "predict"])
+    parser.add_argument("--missing", action="store_true",
+                        help="merge nothing: list the incomplete shards and print the command that re-runs only them")
     args = parser.parse_args(argv)
     dirs: list[Path] = []
     for d in args.runs:
@@ -132,6 +168,19 @@ def main(argv: list[str]) -> None:
             dirs.append(d)
         else:  # a sweep dir: take its run dirs (skip an earlier merge output)
             dirs += sorted(p.parent for p in d.glob(f"*/{args.stage}.plan.json") if p.parent.name != "merged")
+    if args.missing:
+        try:
+            lines, todo, base = missing_shards(dirs, args.stage)
+        except RsbenchError as exc:
+            print(f"rsbench merge: error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        if not todo:
+            print(f"all {len(dirs)} shard(s) are complete")
+            return
+        print("\n".join(lines))
+        shards = ",".join(map(str, todo))
+        print(f"re-run only these: rsbench {args.stage} -m {' '.join(base)} {args.stage}.shard={shards}")
+        return
     out = args.out or (Path(os.path.commonpath([d.resolve() for d in dirs])) / "merged" if dirs else Path("merged"))
     try:
         report = merge_runs(dirs, out, args.stage)

@@ -102,3 +102,42 @@ def test_submitit_local_sharded_sweep(tmp_path, tiny_model) -> None:
     merged = run_cli_subprocess(["merge", str(sweep)], tmp_path)
     assert merged.returncode == 0, merged.stderr
     pd.testing.assert_frame_equal(read_rows(sweep / "merged" / "certify.csv"), read_rows(full / "certify.csv"))
+
+
+def test_merge_missing_lists_only_incomplete_shards(tmp_path, tiny_model, capsys) -> None:
+    from rsbench import cli
+
+    shards = [_run(tmp_path, f"s{i}", f"certify.shard={i}", "certify.num_shards=4", model=tiny_model) for i in range(3)]
+    cli.main(["merge", "--missing", *map(str, shards)])
+    out = capsys.readouterr().out
+    assert "shard 3 of 4: never started" in out and "shard 0" not in out and "certify.shard=3" in out
+    csv = shards[1] / "certify.csv"
+    csv.write_text("".join(csv.read_text().splitlines(keepends=True)[:2]))
+    cli.main(["merge", "--missing", *map(str, shards)])
+    out = capsys.readouterr().out
+    assert "shard 1 of 4: 2 of 3 rows missing" in out and out.strip().endswith("certify.shard=1,3")
+    assert "certify.num_shards=4" in out.strip().splitlines()[-1]
+
+
+def test_slurm_timeout_at_or_below_the_signal_delay_is_refused(tmp_path, capsys) -> None:
+    from rsbench import cli
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(["certify", "-m", "hydra/launcher=slurm", "hydra.launcher.timeout_min=2", f"outputs_dir={tmp_path}"])
+    assert info.value.code == 2
+    assert "timeout_min=2 is not longer than signal_delay_s=120" in capsys.readouterr().err
+
+
+def test_threads_follow_slurm_cpus_per_task(monkeypatch) -> None:
+    import torch
+
+    from rsbench.runtime import threads_from_slurm
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+        assert threads_from_slurm() == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv("SLURM_CPUS_PER_TASK", "x")
+        assert threads_from_slurm() is None
+    finally:
+        torch.set_num_threads(before)

@@ -24,7 +24,7 @@ from rsbench.errors import RsbenchError, check_count, require
 from rsbench.log import log
 from rsbench.models.checkpoint import load_model, load_weights_file, save_checkpoint
 from rsbench.models.registry import NormalizedModel, build_model, full_params
-from rsbench.runtime import tune_allocator
+from rsbench.runtime import threads_from_slurm, tune_allocator
 from rsbench.training.augment import resolve_augment
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -59,6 +59,7 @@ def run_stage(stage: str, body: Callable[[DictConfig, Path], None], cfg: DictCon
     """
     out = output_dir()
     tune_allocator()  # here, not in the CLI: SLURM tasks enter through this function too
+    threads_from_slurm()
     if hasattr(signal, "SIGXFSZ"):  # past a file-size limit, writes fail with EFBIG instead of killing us
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
