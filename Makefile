@@ -7,7 +7,7 @@ TORCH   ?= torch==2.14.1 torchvision==0.29.1
 # Real datasets (MNIST, CIFAR-10 sample) for the reproductions; the demo and tests need none.
 export RSBENCH_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install demo test test-slow lint figures reproduce-engine mnist-models mog-figures idrs-figures dsmooth-figures sra-figures slurm-test bench perf-sequential smoke-cifar cifar-models cifar-figures clean
+.PHONY: install demo test test-slow lint figures reproduce-engine mnist-models mog-figures idrs-figures dsmooth-figures sra-figures slurm-test bench perf-sequential smoke-cifar cifar-models cifar-figures faults clean
 
 install: $(VENV)/.installed
 
@@ -205,6 +205,9 @@ perf-sequential: install      ## sequential vs fixed-n certification, 500 MNIST 
 	$(RS) certify experiment=cohen_mnist model=mlp model.checkpoint=$(MLP_CKPT) certify.n=100000 \
 		certify.sequential=true certify.max_radius=0.75 hydra.run.dir=outputs/perf/sequential
 	$(BIN)/python scripts/compare_sequential.py outputs/perf/fixed_n outputs/perf/sequential
+
+faults: install               ## kill certify at 20 random moments, run it concurrently and as concurrent array jobs (~5 min)
+	$(BIN)/python scripts/fault_inject.py --kills 20
 
 bench: install                ## certify throughput vs the base model's raw forward throughput (docs/PERFORMANCE.md)
 	$(BIN)/python scripts/bench.py

@@ -180,3 +180,13 @@ def test_two_concurrent_train_runs_unpack_mnist_once(tmp_path) -> None:
     raw = tmp_path / "cache" / "data" / "MNIST" / "raw"
     assert sorted(p.name for p in raw.iterdir()) == sorted(
         ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"])
+
+
+@pytest.mark.slow
+def test_fault_injection_script(tmp_path) -> None:
+    """scripts/fault_inject.py: 20 random SIGKILLs (some during default-model training), two concurrent copies
+    and two concurrent array jobs on an empty cache all end with the uninterrupted run's CSV (about 5 minutes)."""
+    result = subprocess.run([sys.executable, "scripts/fault_inject.py", "--kills", "20", "--out", str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=3000)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert result.stdout.count("identical to the reference") == 3

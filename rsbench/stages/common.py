@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import signal
 import sys
@@ -75,7 +76,14 @@ def run_stage(stage: str, body: Callable[[DictConfig, Path], None], cfg: DictCon
         if out.is_dir() and all(_is_bookkeeping(p, stage) for p in out.iterdir()):
             shutil.rmtree(out, ignore_errors=True)
             _remove_empty_parents(out, Path(str(cfg.get("outputs_dir", "outputs"))))
+        if os.environ.get("SUBMITIT_FOLDER"):  # a cluster job: submitit records an exception, not an exit status
+            raise JobFailed(f"rsbench {stage} in {out}: {exc}") from None
         sys.exit(2)
+
+
+class JobFailed(RuntimeError):
+    """A stage that failed inside a submitit job (SLURM or local launcher): raised, so the submitting
+    process reports the job, its run dir and the one-line error instead of counting it as done."""
 
 
 @contextmanager
