@@ -189,10 +189,11 @@ cifar-figures: cifar-models   ## Cohen, MoG Figs. 1-2, DSmooth (+ zoo timing), S
 			certify.attack=null certify.max=40 hydra.run.dir=$(CF)/dsmooth/zoo/$$m || exit 1; \
 		$(BIN)/python scripts/time_methods.py $(CF)/dsmooth/zoo/$$m --points 10 --repeats 1 --out $(CF)/dsmooth/zoo \
 			--name timing_$$m --compare name=gaussian,sigma=0.25 name=laplace,scale=0.25 || exit 1; done
-	$(RS) robustness -m experiment=sra_cifar train.loss.name=mscr train.loss.d=1.0 train.loss.var_x=0.01,0.1 \
+	$(RS) robustness -m experiment=sra_cifar train.loss.name=mscr train.loss.d=1.0 train.loss.var_x=0.01 \
 		hydra.sweep.dir=$(CF)/sra/mscr
 	$(RS) robustness -m experiment=sra_cifar train.loss.name=mcr train.loss.d=1.0 hydra.sweep.dir=$(CF)/sra/mcr
-	$(RS) robustness -m experiment=sra_cifar train.loss.name=sce hydra.sweep.dir=$(CF)/sra/sce
+	$(RS) robustness -m experiment=sra_cifar train.loss.name=zhen train.loss.d=10 train.loss.var_x=0.16 \
+		hydra.sweep.dir=$(CF)/sra/zhen
 	$(BIN)/python scripts/sra_figures.py $(CF)/sra
 
 figures: reproduce-engine mog-figures idrs-figures dsmooth-figures sra-figures cifar-figures   ## every paper figure
