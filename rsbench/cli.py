@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> None:
     except RsbenchError as exc:
         print(f"rsbench {stage}: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    from rsbench.cluster import install
+
+    install()  # a sweep's failed submission or job is reported, one line per job
     sys.argv = [f"rsbench-{stage}", *args[1:]]
     module.main()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -137,16 +138,27 @@ def missing_shards(run_dirs: list[Path], stage: str = "certify") -> tuple[list[s
         if left:
             todo.append(plan["shard"])
             lines.append(f"shard {plan['shard']} of {num_shards}: {left} of {len(plan['indices'])} rows missing ({d})")
-        overrides = d / ".hydra" / "overrides.yaml"
-        if not base and overrides.is_file():
-            from omegaconf import OmegaConf
-
-            per_job = ("certify.shard=", "predict.shard=", "hydra.run.dir=")
-            base = [o for o in OmegaConf.load(overrides) if not str(o).startswith(per_job)]
+        if not base:
+            base = _sweep_overrides(d)
     for shard in sorted(set(range(num_shards or 0)) - seen):
         todo.append(shard)
         lines.append(f"shard {shard} of {num_shards}: never started (no run dir)")
     return lines, sorted(todo), [str(o) for o in base]
+
+
+def _sweep_overrides(run_dir: Path) -> list[str]:
+    """The overrides of ``run_dir``'s job minus its shard: Hydra's own (launcher, sweep dir, resources) from
+    ``.hydra/hydra.yaml``, then the task's from ``.hydra/overrides.yaml``, so a relaunch lands in the same sweep."""
+    from omegaconf import OmegaConf
+
+    per_job = ("certify.shard=", "predict.shard=", "hydra.run.dir=", "hydra.mode=", "hydra.job.")
+    found: list[str] = []
+    hydra_yaml, task_yaml = run_dir / ".hydra" / "hydra.yaml", run_dir / ".hydra" / "overrides.yaml"
+    if hydra_yaml.is_file():
+        found += [str(o) for o in OmegaConf.load(hydra_yaml).hydra.overrides.get("hydra", [])]
+    if task_yaml.is_file():
+        found += [str(o) for o in OmegaConf.load(task_yaml)]
+    return [o for o in found if not o.startswith(per_job)]
 
 
 def main(argv: list[str]) -> None:
@@ -179,7 +191,8 @@ def main(argv: list[str]) -> None:
             return
         print("\n".join(lines))
         shards = ",".join(map(str, todo))
-        print(f"re-run only these: rsbench {args.stage} -m {' '.join(base)} {args.stage}.shard={shards}")
+        command = ["rsbench", args.stage, "-m", *base, f"{args.stage}.shard={shards}"]
+        print(f"re-run only these: {shlex.join(command)}")
         return
     out = args.out or (Path(os.path.commonpath([d.resolve() for d in dirs])) / "merged" if dirs else Path("merged"))
     try:

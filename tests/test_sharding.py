@@ -104,6 +104,22 @@ def test_submitit_local_sharded_sweep(tmp_path, tiny_model) -> None:
     pd.testing.assert_frame_equal(read_rows(sweep / "merged" / "certify.csv"), read_rows(full / "certify.csv"))
 
 
+def test_submitit_local_failing_job_is_reported_in_one_line(tmp_path, tiny_model) -> None:
+    """A stage that fails inside a launcher job: the sweep waits for the other job, then names the failed one
+    (its overrides and rsbench's one-line error), with no traceback, exit 1."""
+    sweep = tmp_path / "sweep"
+    res = run_cli_subprocess(["certify", "-m", "hydra/launcher=local", *ARGS, "certify.n=300,0",
+                              f"model.checkpoint={tiny_model}", f"hydra.sweep.dir={sweep}",
+                              f"outputs_dir={tmp_path}"], tmp_path, timeout=600)
+    assert res.returncode == 1, res.stderr[-2000:]
+    assert "rsbench certify: error: 1 sweep job(s) failed:" in res.stderr, res.stderr[-2000:]
+    (line,) = [ln.strip() for ln in res.stderr.splitlines() if ln.strip().startswith("job ")]
+    assert "certify.n=0" in line and "FAILED: " in line and "must be an integer >= 1" in line, line
+    assert "Traceback" not in res.stderr and "rsbench merge --missing" in res.stderr
+    (good,) = [p for p in sweep.glob("*/certify.csv") if "certify.n-300" in p.parent.name]
+    assert len(pd.read_csv(good)) == 12
+
+
 def test_merge_missing_lists_only_incomplete_shards(tmp_path, tiny_model, capsys) -> None:
     from rsbench import cli
 
