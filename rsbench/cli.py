@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 
 STAGES = {
@@ -53,7 +54,20 @@ def main(argv: list[str] | None = None) -> None:
 
     install()  # a sweep's failed submission or job is reported, one line per job
     sys.argv = [f"rsbench-{stage}", *args[1:]]
-    module.main()
+    signal.signal(signal.SIGTERM, _terminated)  # what a batch system sends before SIGKILL
+    try:
+        module.main()
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: rows are flushed one by one, so all is resumable
+        print(f"\nrsbench {stage}: interrupted; re-run the same command to resume", file=sys.stderr, flush=True)
+        sys.exit(128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so the same clean-up runs (locks released, temp files removed)."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 if __name__ == "__main__":

@@ -92,6 +92,35 @@ def test_kill_and_resume_subprocess(tmp_path, tiny_model) -> None:
     pd.testing.assert_frame_equal(read_rows(csv), read_rows(ref / "certify.csv"))
 
 
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_is_one_line_and_resumable(tmp_path, tiny_model, sig, code) -> None:
+    """Ctrl-C (SIGINT) or a batch system's SIGTERM: one line, exit 128 + signal, no traceback; the same
+    command then finishes with the uninterrupted run's rows."""
+    import os
+    import subprocess
+    import sys
+
+    args = ["certify", *TINY_CERTIFY, "certify.n=4000", "certify.max=1000", f"model.checkpoint={tiny_model}",
+            f"outputs_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = subprocess.Popen([sys.executable, "-m", "rsbench.cli", *args], cwd=tmp_path, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ)
+    csv = tmp_path / "run" / "certify.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (csv.exists() and len(csv.read_text().splitlines()) >= 3):
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err[-2000:]
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "rsbench certify: interrupted; re-run the same command to resume"
+    assert 2 <= len(csv.read_text().splitlines()) - 1 < 20
+    done = run_cli_subprocess(args, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ref = tmp_path / "ref"
+    assert run_cli_subprocess([*args[:-1], f"hydra.run.dir={ref}"], tmp_path).returncode == 0
+    pd.testing.assert_frame_equal(read_rows(csv), read_rows(ref / "certify.csv"))
+
+
 def test_default_model_is_trained_once_and_cached(tmp_path) -> None:
     first = _certify(tmp_path, "certify.max=60")
     models = list((tmp_path / "models").glob("*/model.pt"))
