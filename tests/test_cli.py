@@ -179,8 +179,26 @@ def test_mog_k1_equals_gaussian_and_main_command(tmp_path, tiny_model) -> None:
         pd.testing.assert_frame_equal(pd.read_csv(mog)[cols], pd.read_csv(gauss)[cols])
     k10 = _certify(tmp_path / "k10", "method=mog", "K=10", *common, model=tiny_model)
     df = pd.read_csv(k10)
-    assert (df["K"] == 10).all() and not df["sound"].any() and (df["semantics"] == "mixture").all()
+    assert (df["K"] == 10).all() and (df["semantics"] == "mixture").all()
+    assert df["sound"].all() and (df["certificate"] == "componentwise").all()  # the default is the sound one
     assert (k10.parent / "certified_accuracy.png").exists() and (k10.parent / "certified_accuracy.pdf").exists()
+
+
+def test_unsound_rows_are_marked_everywhere(tmp_path, tiny_model) -> None:
+    """certificate=paper under mixture sampling: the summary, figure legend and plot table say "(unsound)",
+    and the run ends with the warning as its last line."""
+    run = tmp_path / "paper"
+    res = run_cli_subprocess(["certify", *TINY_CERTIFY, "method=mog", "K=3", "method.sigma_min=0.12",
+                              "method.sigma_max=0.25", "method.certificate=paper", f"model.checkpoint={tiny_model}",
+                              f"outputs_dir={tmp_path}", f"hydra.run.dir={run}"], tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "paper (unsound)" in res.stdout
+    assert "NOT sound" in res.stdout.strip().splitlines()[-1]  # the log goes to stdout, after the table
+    plotted = run_cli_subprocess(["plot", f"runs=[{run}]", f"hydra.run.dir={tmp_path / 'plot'}"], tmp_path)
+    assert plotted.returncode == 0, plotted.stderr[-2000:]
+    table = pd.read_csv(tmp_path / "plot" / "certified_accuracy.csv")
+    assert table["run"].str.endswith("(unsound)").all()
+    assert "NOT sound" in plotted.stdout.strip().splitlines()[-1]
 
 
 @pytest.mark.parametrize("method", [["method=laplace"],

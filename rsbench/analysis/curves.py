@@ -45,6 +45,16 @@ def attacked_certified_accuracy(df: pd.DataFrame) -> float:
     return float(np.mean(df["correct"].astype(bool).to_numpy() & df["attack_inside"].astype(bool).to_numpy()))
 
 
+def mark_unsound(label: str, df: pd.DataFrame) -> str:
+    """``label`` plus " (unsound)" when any row's radius is not a proof (``sound`` column False)."""
+    if "sound" not in df or not len(df):
+        return label
+    sound = df["sound"].astype(str).str.lower().isin(("true", "1", "1.0"))
+    if sound.all() or label.endswith("(unsound)"):
+        return label
+    return f"{label} (unsound)" if not sound.any() else f"{label} ({int((~sound).sum())} rows unsound)"
+
+
 def summary_table(runs: dict[str, pd.DataFrame], radii: Sequence[float] = DEFAULT_RADII) -> pd.DataFrame:
     """Summary rows indexed by run label."""
     return pd.DataFrame({label: summary(df, radii) for label, df in runs.items()}).T

@@ -4,7 +4,8 @@ K isotropic Gaussians with standard deviations evenly spaced over [sigma_min, si
 - ``semantics=mixture`` (default; what the paper's experiments ran): each draw picks one component;
 - ``semantics=sum`` (the paper's formal definition): eps = eps_1 + ... + eps_K.
 Certificates: ``paper`` (Theorem 2; unsound under ``mixture``), ``componentwise`` (sound under
-``mixture``), ``exact`` (tight under ``sum``). Hard or soft smoothing.
+``mixture``), ``exact`` (tight under ``sum``); the default (``None``) is the sound one for the semantics.
+Hard or soft smoothing.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from rsbench.noise.mixture import GaussianMixtureNoise, evenly_spaced_sigmas, st
 SEMANTICS = ("mixture", "sum")
 SMOOTHINGS = ("hard", "soft")
 CERTIFICATES = {"mixture": ("paper", "componentwise"), "sum": ("paper", "exact")}
+SOUND_DEFAULT = {"mixture": "componentwise", "sum": "exact"}  # certificate=null: the sound one
 UNSOUND_WARNING = (
     "method=mog certificate=paper semantics=mixture reports the paper's Theorem 2 radius, which is NOT sound "
     "when each noise sample picks one mixture component (Theorem 2 is proved for the K-fold sum). Rows are "
@@ -46,9 +48,10 @@ class MixtureOfGaussiansSmoothing:
 
     def __init__(self, K: int, sigma_min: float, sigma_max: float, weights: list[float] | None = None,
                  semantics: str = "mixture", stratified: bool = False, smoothing: str = "hard",
-                 temperature: float = 1.0, certificate: str = "paper") -> None:
+                 temperature: float = 1.0, certificate: str | None = None) -> None:
         self.semantics = _choice("semantics", semantics, SEMANTICS)
         self.smoothing = _choice("smoothing", smoothing, SMOOTHINGS)
+        certificate = SOUND_DEFAULT[semantics] if certificate is None else certificate
         self.certificate = _choice("certificate", certificate, CERTIFICATES[semantics],
                                    f" with method.semantics={semantics}")
         self.sigmas = evenly_spaced_sigmas(K, sigma_min, sigma_max)

@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig
 
-from rsbench.analysis.curves import format_table, summary_table
+from rsbench.analysis.curves import format_table, mark_unsound, summary_table
 from rsbench.certify.bounds import max_certifiable_p
 from rsbench.certify.sequential import SequentialSpec
 from rsbench.errors import check_count, check_positive, check_probability, require
@@ -69,12 +69,14 @@ def certify(cfg: DictConfig, out: Path) -> None:
     run.run(columns, evaluate)
 
     df = pd.read_csv(run.csv_path)
-    if "sound" in df and not df["sound"].astype(bool).all():
-        log.warning("some radii in %s are NOT sound (sound=False): see the certificate column", run.csv_path)
-    figure = plot_certified_accuracy({method.label(): df}, out / "certified_accuracy", title=run.spec.name)
+    label = mark_unsound(method.label(), df)
+    figure = plot_certified_accuracy({label: df}, out / "certified_accuracy", title=run.spec.name)
     print(f"\n{run.csv_path}  ({run.spec.name}, {run.meta['arch']}, n0={n0}, n={n}, alpha={alpha})")
-    print(format_table(summary_table({method.label(): df}, list(cfg.radii))))
-    print(f"figure: {figure[0]}")
+    print(format_table(summary_table({label: df}, list(cfg.radii))))
+    print(f"figure: {figure[0]}", flush=True)
+    if label != method.label():  # the last thing the user reads
+        log.warning("radii in %s are NOT sound (sound=False; certificate %s): they are not proofs. %s",
+                    run.csv_path, df["certificate"].iloc[0] if "certificate" in df else "?", method.warning or "")
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="certify")

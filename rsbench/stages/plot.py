@@ -8,11 +8,11 @@ import hydra
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from rsbench.analysis.curves import format_table, summary_table, to_markdown
+from rsbench.analysis.curves import format_table, mark_unsound, summary_table, to_markdown
 from rsbench.errors import RsbenchError, require
 from rsbench.methods import make_method
 from rsbench.plot.figures import FIGURES
-from rsbench.stages.common import CONF_DIR, plain, run_stage
+from rsbench.stages.common import CONF_DIR, log, plain, run_stage
 
 REQUIRED = ("idx", "label", "predict", "radius", "correct")
 
@@ -48,6 +48,7 @@ def plot(cfg: DictConfig, out: Path) -> None:
     paths = [p for run in runs for p in csvs_of(run)]
     require(not labels or len(labels) == len(paths), f"labels has {len(labels)} entries for {len(paths)} runs")
     frames: dict[str, pd.DataFrame] = {}
+    unsound = 0
     for k, path in enumerate(paths):
         try:
             df = pd.read_csv(path)
@@ -59,14 +60,19 @@ def plot(cfg: DictConfig, out: Path) -> None:
         label = labels[k] if labels else _label(path)
         if label in frames:
             label = f"{label} ({path.parent.name})"
-        frames[label] = df
+        marked = mark_unsound(label, df)
+        unsound += marked != label
+        frames[marked] = df
     table = summary_table(frames, list(cfg.radii))
     stem = out / cfg.name
     figs = FIGURES.get(cfg.figure)(frames, stem, cfg.title, cfg.max_radius)
     table.to_csv(stem.with_suffix(".csv"), index_label="run")
     stem.with_suffix(".md").write_text(to_markdown(table))
     print(format_table(table))
-    print("\nwrote " + ", ".join(str(p) for p in [*figs, stem.with_suffix(".csv"), stem.with_suffix(".md")]))
+    print("\nwrote " + ", ".join(str(p) for p in [*figs, stem.with_suffix(".csv"), stem.with_suffix(".md")]),
+          flush=True)
+    if unsound:
+        log.warning("%d curve(s) rest on radii that are NOT sound (marked 'unsound'): they are not proofs", unsound)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="plot")
