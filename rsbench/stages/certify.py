@@ -70,7 +70,8 @@ def certify(cfg: DictConfig, out: Path) -> None:
 
     df = pd.read_csv(run.csv_path)
     label = mark_unsound(method.label(), df)
-    figure = plot_certified_accuracy({label: df}, out / "certified_accuracy", title=run.spec.name)
+    title = f"{label}, {run.meta['arch']}, n={n}, {run.spec.name}"
+    figure = plot_certified_accuracy({label: df}, out / "certified_accuracy", title=title)
     print(f"\n{run.csv_path}  ({run.spec.name}, {run.meta['arch']}, n0={n0}, n={n}, alpha={alpha})")
     print(format_table(summary_table({label: df}, list(cfg.radii))))
     print(f"figure: {figure[0]}", flush=True)
