@@ -51,7 +51,7 @@ class MarginCertificate:
         check_pixel_space(ctx.model)
         try:
             self.L = lipschitz_upper_bound(ctx.model.net, ctx.spec.shape)
-        except (TypeError, RuntimeError) as exc:
+        except TypeError as exc:  # only the refusal of a layer; a device or shape error is not an architecture
             raise RsbenchError(f"method=sra needs a network of Linear / BjorckLinear / BCOP layers: {exc}") from exc
         return {"L": self.L}
 

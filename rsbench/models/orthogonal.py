@@ -198,7 +198,9 @@ def lipschitz_upper_bound(net: nn.Module, input_shape: tuple[int, ...]) -> float
     """Product of the exact operator norms of the layers of a Sequential network (ReLU, flatten and invertible
     downsampling are 1-Lipschitz). Any other layer is refused (TypeError): its constant is not computed here."""
     bound = 1.0
-    x = torch.zeros(1, *input_shape)
+    param = next(net.parameters(), None)  # the probe input lives where the weights do (CPU or GPU)
+    x = torch.zeros(1, *input_shape, device=None if param is None else param.device,
+                    dtype=None if param is None else param.dtype)
     for m in (net if isinstance(net, nn.Sequential) else [net]):
         if isinstance(m, nn.Sequential):
             bound *= lipschitz_upper_bound(m, tuple(x.shape[1:]))
