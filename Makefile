@@ -143,7 +143,8 @@ smoke-cifar: install          ## CIFAR-10 configs (MoG, DSmooth zoo, SRA CNN) en
 		robustness.rs.n=100 robustness.gn_step=0.1 robustness.gn_draws=2 hydra.run.dir=$(SMOKE)/cifar_sra
 
 # Real CIFAR-10 (../shared/data: all 50,000 training images, certified on the genuine test images; docs/REPRODUCTION.md).
-# SCALE=quick: ResNet-20, 4 epochs of Adam, N = 1,000-2,000 on 51-102 genuine test points (about 2 hours on 2 CPU cores).
+# SCALE=quick: ResNet-20, 4 epochs of Adam, N = 1,000-2,000 on 51-102 genuine test points (measured: about 1 h 50 min on 2 CPU cores,
+# of which 3 x 17 min training the ResNets; docs/REPRODUCTION.md).
 # SCALE=paper: Cohen et al.'s recipe, ResNet-110, 90 epochs of SGD, N = 100,000 on all 1,017 genuine test points (GPU).
 CM      := outputs/train/cifar_$(SCALE)
 CF      := $(FIG)/cifar
@@ -151,7 +152,10 @@ ifeq ($(SCALE),paper)
 CIFAR_TRAIN := model.params.depth=110 train.epochs=90 train.optimizer=sgd train.lr=0.1 train.schedule=step
 CIFAR_CERT  := certify.n=100000 certify.skip=1
 CIFAR_ZOO_TRAIN := train.epochs=10
+CIFAR_SRA   := train.epochs=300 train.max_examples=null train.warmup_steps=2000 model.params.iters=30 \
+	robustness.skip=1 robustness.rs.n=100000
 else
+CIFAR_SRA   :=
 CIFAR_TRAIN :=
 CIFAR_CERT  :=
 CIFAR_ZOO_TRAIN := train.epochs=1 train.max_examples=2560 "train.attack={name:square_fgsm,eps_inf:0.5,queries:5,eps_l2:0.5,mix:0.5}"
@@ -189,10 +193,10 @@ cifar-figures: cifar-models   ## Cohen, MoG Figs. 1-2, DSmooth (+ zoo timing), S
 			certify.attack=null certify.max=40 hydra.run.dir=$(CF)/dsmooth/zoo/$$m || exit 1; \
 		$(BIN)/python scripts/time_methods.py $(CF)/dsmooth/zoo/$$m --points 10 --repeats 1 --out $(CF)/dsmooth/zoo \
 			--name timing_$$m --compare name=gaussian,sigma=0.25 name=laplace,scale=0.25 || exit 1; done
-	$(RS) robustness -m experiment=sra_cifar train.loss.name=mscr train.loss.d=1.0 train.loss.var_x=0.01 \
+	$(RS) robustness -m experiment=sra_cifar $(CIFAR_SRA) train.loss.name=mscr train.loss.d=1.0 train.loss.var_x=0.01 \
 		hydra.sweep.dir=$(CF)/sra/mscr
-	$(RS) robustness -m experiment=sra_cifar train.loss.name=mcr train.loss.d=1.0 hydra.sweep.dir=$(CF)/sra/mcr
-	$(RS) robustness -m experiment=sra_cifar train.loss.name=zhen train.loss.d=10 train.loss.var_x=0.16 \
+	$(RS) robustness -m experiment=sra_cifar $(CIFAR_SRA) train.loss.name=mcr train.loss.d=1.0 hydra.sweep.dir=$(CF)/sra/mcr
+	$(RS) robustness -m experiment=sra_cifar $(CIFAR_SRA) train.loss.name=zhen train.loss.d=10 train.loss.var_x=0.16 \
 		hydra.sweep.dir=$(CF)/sra/zhen
 	$(BIN)/python scripts/sra_figures.py $(CF)/sra
 
