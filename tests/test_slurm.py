@@ -8,6 +8,7 @@ default suite skips it.
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import shutil
@@ -164,14 +165,26 @@ def test_slurm_killed_job_then_relaunch_only_the_incomplete_shard(tmp_path, tiny
 
 def test_slurm_timeout_is_requeued_and_resumes(tmp_path, tiny_model) -> None:
     """A job longer than its 1-minute limit gets SIGUSR2 30 s before it, submitit requeues it, and certify
-    resumes from its CSV: the sweep succeeds and the rows equal a local run (none lost, none twice)."""
+    resumes from its CSV: the sweep succeeds and the rows equal a local run (none lost, none twice).
+
+    The workload is sized from a measured per-point time to about 30 s of certification, so the first attempt
+    (under 25 s of work before the signal) cannot finish on a faster or slower machine either; a later attempt
+    may be requeued again (max_num_timeout=10). SLURM holds a requeued job for a few minutes before it restarts."""
+    slow = ["certify.n=1000000", "certify.batch=4096"]
+    probe = tmp_path / "probe"
+    run_cli(["certify", *_args(tmp_path, tiny_model, *slow, "certify.skip=1", "certify.max=3"),
+             f"hydra.run.dir={probe}"], tmp_path)
+    per_point = float(pd.read_csv(probe / "certify.csv")["time_s"].median())
+    points = min(400, max(10, math.ceil(30.0 / per_point)))
+    slow += ["certify.skip=1", f"certify.max={points}"]  # idx 0 .. points - 1
     sweep = tmp_path / "sweep"
-    slow = ["certify.n=1000000", "certify.batch=4096", "certify.skip=10", "certify.max=400"]  # 40 points, ~45 s
     res = run_cli_subprocess(["certify", "-m", *SMALL_JOBS, *_args(tmp_path, tiny_model, *slow),
                               f"hydra.sweep.dir={sweep}", "hydra.launcher.timeout_min=1",
-                              "hydra.launcher.signal_delay_s=30"], tmp_path, timeout=900)
+                              "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_num_timeout=10"],
+                             tmp_path, timeout=1500)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     logs = "".join(p.read_text() for p in (sweep / ".submitit").glob("*/*_log.err"))
-    assert "requeu" in logs.lower(), logs[-3000:]  # submitit logged the requeue
+    assert "requeu" in logs.lower(), (points, per_point, logs[-3000:])  # submitit logged the requeue
     (run,) = [p.parent for p in sweep.glob("*/certify.csv")]
+    assert len(pd.read_csv(run / "certify.csv")) == points
     pd.testing.assert_frame_equal(read_rows(run / "certify.csv"), _local(tmp_path, tiny_model, *slow))
