@@ -92,7 +92,7 @@ class _Evil:
 def test_checkpoints_never_run_code(tmp_path) -> None:
     path = tmp_path / "evil.pt"
     with open(path, "wb") as fh:
-        pickle.dump({"format": "rsbench-checkpoint/1", "payload": _Evil()}, fh)
+        pickle.dump({"format": "rsbench-checkpoint/1", "payload": _Evil()}, fh, protocol=2)  # torch.load's own
     with pytest.raises(RsbenchError, match="corrupted or not a torch checkpoint"):
         read_checkpoint(path)
 
