@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 _ERROR_PREFIXES = ("JobFailed: ", "RsbenchError: ")
 
@@ -42,33 +42,34 @@ def _reporting(launch: Callable[..., Any]) -> Callable[..., Any]:
         started = time.time()
         try:
             returns = launch(self, job_overrides, initial_job_idx)
-            if not any(_failed(r) for r in returns):
-                return returns
-            raise _StageFailed  # a stage raised inside its job: every job has ended, report them all
-        except Exception as exc:  # noqa: BLE001 - every failure is reported below, none is swallowed
+        except Exception as exc:
             from submitit.core.utils import UncompletedJobError
 
             if isinstance(exc.__cause__, subprocess.CalledProcessError):  # sbatch refused the submission
-                stage = _stage()
-                print(f"rsbench {stage}: error: the cluster refused the submission: {_last_line(str(exc))}"
+                print(f"rsbench {_stage()}: error: the cluster refused the submission: {_last_line(str(exc))}"
                       f" (see docs/CLUSTER.md; on a CPU-only cluster pass hydra.launcher.gpus_per_node=0)",
                       file=sys.stderr, flush=True)
                 raise SystemExit(2) from None
-            if not isinstance(exc, (UncompletedJobError, _StageFailed)):
+            if not isinstance(exc, UncompletedJobError):
                 raise
-            folder = str(self.params["submitit_folder"])
-            sweep_dir = Path(str(self.config.hydra.sweep.dir))
-            lines = failed_jobs(folder, self._EXECUTOR, started)
-            stage = _stage()
-            print(f"rsbench {stage}: error: {len(lines)} sweep job(s) failed:", file=sys.stderr)
-            for line in lines or [_last_line(str(exc))]:
-                print(f"  {line}", file=sys.stderr)
-            print(f"re-run only the incomplete shards: rsbench merge --missing {sweep_dir} prints the command",
-                  file=sys.stderr, flush=True)
-            raise SystemExit(1) from None
+            _report(self, started, _last_line(str(exc)))  # a job died without a result
+        if any(_failed(r) for r in returns):  # a stage raised inside its job; every job has ended
+            _report(self, started, "a job's stage failed")
+        return returns
 
     wrapped._rsbench_reports = True  # type: ignore[attr-defined]
     return wrapped
+
+
+def _report(launcher: Any, started: float, fallback: str) -> NoReturn:
+    """Print one line per failed job of the sweep (after all have ended) and the relaunch hint; exit 1."""
+    lines = failed_jobs(str(launcher.params["submitit_folder"]), launcher._EXECUTOR, started) or [fallback]
+    print(f"rsbench {_stage()}: error: {len(lines)} sweep job(s) failed:", file=sys.stderr)
+    for line in lines:
+        print(f"  {line}", file=sys.stderr)
+    print(f"re-run only the incomplete shards: rsbench merge --missing {launcher.config.hydra.sweep.dir} "
+          "prints the command", file=sys.stderr, flush=True)
+    raise SystemExit(1)
 
 
 def failed_jobs(folder: str, executor: str, since: float) -> list[str]:
@@ -94,10 +95,6 @@ def failed_jobs(folder: str, executor: str, since: float) -> list[str]:
             state, message = job.state, _job_error(str(error))
         lines.append(f"job {job_dir.name} ({_job_overrides(submitted)}): {state}: {message}")
     return lines
-
-
-class _StageFailed(Exception):
-    """Internal: a sweep job returned a failed JobReturn (the stage raised inside the job)."""
 
 
 def _failed(job_return: Any) -> bool:
