@@ -7,7 +7,7 @@ TORCH   ?= torch==2.14.1 torchvision==0.29.1
 # Real datasets (MNIST, CIFAR-10 sample) for the reproductions; the demo and tests need none.
 export RSBENCH_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install demo test test-slow lint figures reproduce-engine mnist-models mog-figures idrs-figures dsmooth-figures sra-figures slurm-test bench perf-sequential smoke-cifar cifar-models cifar-figures faults clean
+.PHONY: install demo test test-slow lint docs figures reproduce-engine mnist-models mog-figures idrs-figures dsmooth-figures sra-figures slurm-test bench perf-sequential smoke-cifar cifar-models cifar-figures faults clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,9 @@ demo: install                 ## the main command: MoG RS on the embedded MNIST 
 
 lint: install
 	$(BIN)/ruff check rsbench tests $(wildcard scripts/*.py)
+
+docs: install                 ## regenerate docs/CONFIG.md from conf/ (a test fails when they disagree)
+	$(BIN)/python scripts/config_reference.py
 
 test: install lint            ## the default test suite (what CI runs)
 	$(BIN)/python -m pytest -q

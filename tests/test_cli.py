@@ -212,3 +212,45 @@ def test_predict_with_every_method(tmp_path, method) -> None:
     run_cli(["predict", *args], tmp_path)
     rows = pd.read_csv(next(tmp_path.glob("predict/*/predict.csv")))
     assert len(rows) == 2 and set(rows["method"]) == {method[0].split("=")[1]}
+
+
+def test_run_dir_names_are_short_and_paths_become_stems() -> None:
+    from rsbench.stages.common import _run_name
+
+    ex = ["device", "outputs_dir"]
+    own = "model.checkpoint=/x/outputs/train/experiment-cohen_mnist__sigma-0.5/model.pt"
+    assert _run_name(["K=10", "method=mog", own, "device=cpu"], ex) == \
+        "K-10__method-mog__model.checkpoint-experiment-cohen_mnist,sigma-0.5"
+    assert _run_name(["model.checkpoint=/w/models/resnet20_s0.25.pt"], ex) == "model.checkpoint-resnet20_s0.25"
+    assert _run_name(["figure=mog_fig1", "runs=[out/certify/a__b,out/m/K-1]"], ex) == "figure-mog_fig1__runs-[a,b,K-1]"
+    assert _run_name(["title='MoG a/b'"], ex) == "title-'MoG a_b'"  # quoted text is not a path
+    assert _run_name(["x=../../etc"], ex) == "x-etc" and _run_name([], ex) == "default"
+    assert _run_name(["x=.hidden"], ex) == "x-.hidden" and _run_name([".x=1"], ex).startswith("_")
+    long = _run_name([f"k{i}={'v' * 20}" for i in range(12)], ex)
+    assert len(long) <= 180 and long.startswith("k0-")
+
+
+def test_same_stem_checkpoints_never_share_a_run_dir(tmp_path, tiny_model, capsys) -> None:
+    other = tmp_path / "elsewhere" / "run" / "model.pt"  # same short name ("run"), different file
+    other.parent.mkdir(parents=True)
+    other.write_bytes(tiny_model.read_bytes())
+    args = ["certify", *TINY_CERTIFY, "certify.max=60"]
+    run_cli([*args, f"model.checkpoint={tiny_model}"], tmp_path)
+    (run_dir,) = (tmp_path / "certify").iterdir()
+    assert "model.checkpoint-run__" in run_dir.name and (run_dir / "certify.csv").exists()
+    with pytest.raises(SystemExit) as exc:
+        run_cli([*args, f"model.checkpoint={other}"], tmp_path)
+    assert exc.value.code == 2 and "different configuration" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stage", ["train", "certify", "predict", "plot", "robustness"])
+def test_stage_help_starts_with_what_it_does(stage, capsys) -> None:
+    from rsbench import cli
+
+    try:
+        cli.main([stage, "--help"])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"rsbench {stage}: ") and "Common overrides:" in lines[2]
+    assert not any("powered by Hydra" in line for line in lines)

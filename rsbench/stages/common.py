@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -31,9 +32,39 @@ from rsbench.training.augment import resolve_augment
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
-def _run_name(override_dirname: str) -> str:
-    """A run dir name from the command's overrides: one path component, never a way out of outputs_dir."""
-    name = override_dirname.replace("/", "_").replace("\\", "_") or "default"
+_GENERIC_STEMS = {"model", "checkpoint", "best", "last", "certify"}  # rsbench's own file names say nothing
+
+
+def _short_path(path: str) -> str:
+    """A path's file stem (``/a/resnet20_s0.25.pt`` -> ``resnet20_s0.25``); rsbench's own generic file
+    names take their directory's name instead (``outputs/train/experiment-cohen_mnist__sigma-0.5/model.pt``
+    -> ``experiment-cohen_mnist,sigma-0.5``). The run's fingerprint keeps the full path, so two files
+    with the same short name never share results: resuming into the other's run dir is refused."""
+    parts = [p for p in re.split(r"[/\\]", path) if p not in ("", ".", "..")]
+    if not parts:
+        return "root"
+    stem = parts[-1].rsplit(".", 1)[0] if "." in parts[-1].lstrip(".") else parts[-1]
+    if stem in _GENERIC_STEMS and len(parts) > 1:
+        stem = parts[-2]
+    return stem.replace("__", ",")
+
+
+def _short_value(value: str) -> str:
+    """An override value with every path in it (alone or in a list) shortened by :func:`_short_path`."""
+    return re.sub(r"[^,\[\]{}'\"]*[/\\][^,\[\]{}'\"]*", lambda m: _short_path(m[0]), value)
+
+
+def _run_name(task: list[str], exclude: list[str]) -> str:
+    """A run dir name from the command's overrides (Hydra's ``override_dirname``: sorted ``key-value``
+    items joined by ``__``, ``exclude`` left out), with paths shortened to file stems. One path component,
+    never a way out of outputs_dir."""
+    items = []
+    for line in sorted(str(t) for t in task):
+        key, _, value = line.partition("=")
+        if key.lstrip("+~") not in exclude:
+            quoted = value[:1] in ("'", '"')  # a title or label, not a path
+            items.append(f"{key}-{value if quoted else _short_value(value)}")
+    name = "__".join(items).replace("/", "_").replace("\\", "_").replace("=", "-") or "default"
     if len(name) > 180:  # file names are limited to 255 bytes: keep a readable prefix and a hash of the rest
         name = f"{name[:160]}__{hashlib.sha1(name.encode()).hexdigest()[:12]}"
     return "_" + name if name.startswith(".") else name
