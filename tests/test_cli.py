@@ -121,6 +121,38 @@ def test_interrupt_is_one_line_and_resumable(tmp_path, tiny_model, sig, code) ->
     pd.testing.assert_frame_equal(read_rows(csv), read_rows(ref / "certify.csv"))
 
 
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupted_training_is_one_line_and_reruns_to_the_same_model(tmp_path, sig, code) -> None:
+    """Ctrl-C / SIGTERM during training: one line, exit 128 + signal, no model.pt half-written; the same
+    command then trains the model an uninterrupted run gives (every draw is seeded)."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    args = ["train", "model=mlp", "model.params.widths=[64]", "train.epochs=40", "train.max_examples=800",
+            f"outputs_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = subprocess.Popen([sys.executable, "-m", "rsbench.cli", *args], cwd=tmp_path, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ)
+    log = tmp_path / "run" / "train_log.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 2):
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err[-2000:]
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "rsbench train: interrupted; re-run the same command to resume"
+    assert not (tmp_path / "run" / "model.pt").exists()
+    assert run_cli_subprocess(args, tmp_path).returncode == 0
+    ref = tmp_path / "ref"
+    assert run_cli_subprocess([*args[:-1], f"hydra.run.dir={ref}"], tmp_path).returncode == 0
+    a = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(ref / "model.pt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_default_model_is_trained_once_and_cached(tmp_path) -> None:
     first = _certify(tmp_path, "certify.max=60")
     models = list((tmp_path / "models").glob("*/model.pt"))
