@@ -77,3 +77,100 @@ def test_cli_sequential(tmp_path, tiny_model) -> None:
     with pytest.raises(SystemExit):
         run_cli(["certify", *TINY_CERTIFY, "certify.sequential=true", f"model.checkpoint={tiny_model}",
                  f"hydra.run.dir={tmp_path / 'bad'}"], tmp_path)
+
+
+# -- sequential certification for every hard-vote method ----------------------------------------------------------
+
+def test_p_for_radius_inverts_each_methods_radius() -> None:
+    from rsbench.certify.certificates import (
+        gaussian_l2_radius,
+        laplace_l1_radius,
+        mahalanobis_radius,
+        mog_paper_radius,
+        mog_sum_radius,
+    )
+    from rsbench.certify.sequential import p_for_radius
+
+    sigmas = [0.25, 0.375, 0.5]
+    for radius_of in (lambda p: gaussian_l2_radius(p, 0.5), lambda p: laplace_l1_radius(p, 0.3),
+                      lambda p: mahalanobis_radius(p, 0.25, -40.0, 36), lambda p: mog_paper_radius(p, sigmas),
+                      lambda p: mog_sum_radius(p, sigmas)):
+        for r in (0.01, 0.3, 1.0):
+            p = p_for_radius(radius_of, r)
+            assert 0.5 < p < 1 and radius_of(p) >= r and radius_of(p - 1e-12) < r
+    assert p_for_radius(lambda p: gaussian_l2_radius(p, 0.5), 0.75) == pytest.approx(norm.cdf(1.5), abs=1e-14)
+    assert p_for_radius(lambda p: min(p, 0.6), 1.0) > 1  # unreachable: never stops to certify
+
+
+@pytest.mark.parametrize("threshold", [0.8, 0.95, 1.1])
+def test_componentwise_error_rate_under_optional_stopping_is_below_alpha(threshold) -> None:
+    """K streams, looks at alpha / (K J): across many simulated points and stopping times, the chance that
+    any component's reported lower bound exceeds its true p stays below alpha."""
+    from rsbench.certify.sequential import sequential_component_bounds
+
+    rng = np.random.default_rng(int(threshold * 100))
+    alpha, trials, w = 0.05, 3000, [0.5, 0.3, 0.2]
+    allocations = [[100 * 2 ** j * 5 // 10, 100 * 2 ** j * 3 // 10, 100 * 2 ** j * 2 // 10] for j in range(6)]
+    errors, stops = 0, []
+    for _ in range(trials):
+        p = np.where(rng.random(3) < 0.5, rng.uniform(0.3, 1.0, 3), 1 - 10 ** rng.uniform(-3, -1, 3))
+        res = sequential_component_bounds(lambda k, a, b, p=p: int(rng.binomial(b - a, p[k])), allocations, alpha,
+                                          w, lambda lower: float(np.dot(w, lower)) >= threshold)
+        errors += any(lo > pk for lo, pk in zip(res.p_lower, p, strict=True))
+        stops.append(res.looks)
+    se = np.sqrt(alpha * (1 - alpha) / trials)
+    assert errors / trials <= alpha + 3 * se
+    if threshold < 1:
+        assert len(set(stops)) > 2
+
+
+def _dsmooth_method():
+    from rsbench.noise.lowrank import AnisotropicGaussianNoise, LowRankCovariance
+
+    g = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(64, 2, generator=g, dtype=torch.float64))
+    cov = LowRankCovariance(q.float(), torch.tensor([2.0, 0.5]), 0.1, {})
+    method = make_method({"name": "dsmooth", "sigma": 0.25, "k": 2})
+    method.cov, method._noise = cov, AnisotropicGaussianNoise(cov, 0.25)
+    u = cov.basis.double()
+    return method, u @ torch.diag(cov.eigvals.double()) @ u.T + cov.floor * torch.eye(64, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("name", ["laplace", "dsmooth", "mog_componentwise", "mog_exact_sum"])
+def test_halfspace_sequential_every_method_is_sound_and_cheaper(name) -> None:
+    """For each hard-vote method: every sequential radius stays below the true radius in the method's norm,
+    and points far from the boundary stop early having certified max_radius."""
+    shape = (1, 8, 8)
+    h = Halfspace(torch.randn(shape, generator=torch.Generator().manual_seed(3)), b=0.1)
+    w = h.w.double()
+    if name == "laplace":
+        method = make_method({"name": "laplace", "scale": 0.2})
+        truth = lambda x: float(h.margin(x.unsqueeze(0))[0]) / float(h.w.abs().max())  # l1 distance  # noqa: E731
+    elif name == "dsmooth":
+        method, dense = _dsmooth_method()
+        truth = lambda x: float(h.margin(x.unsqueeze(0))[0]) / float(torch.sqrt(w @ dense @ w))  # noqa: E731
+    else:
+        cfg = {"certificate": "componentwise"} if name == "mog_componentwise" else \
+            {"certificate": "exact", "semantics": "sum"}
+        method = make_method({"name": "mog", "K": 3, "sigma_min": 0.12, "sigma_max": 0.25, **cfg})
+        truth = lambda x: float(h.margin(x.unsqueeze(0))[0]) / float(h.w.norm())  # noqa: E731
+    spec = SequentialSpec(n_min=1000, max_radius=0.1)
+    early = 0
+    for k, distance in enumerate([0.02, 0.1, 0.5, 1.5]):
+        x = point_at_distance(h, shape, distance, seed=k)
+        row = method.certify(PointSampler(h, method.noise, x, k, 2, 4000, 0), 100, 32_000, 0.001, spec)
+        assert row["radius"] <= truth(x) + 1e-12, (distance, row)
+        assert row["sound"] and 1000 <= row["n_used"] <= 32_000
+        if row["n_used"] < 32_000 / 3:
+            early += 1
+            assert row["radius"] >= 0.1 or row["predict"] == -1
+    assert early >= 1  # the far points were decided early
+
+
+@pytest.mark.parametrize("method", ["laplace", "mog"])
+def test_cli_sequential_other_methods(tmp_path, tiny_model, method) -> None:
+    run_cli(["certify", *TINY_CERTIFY, f"method={method}", "certify.n=3000", "certify.sequential=true",
+             "certify.max_radius=0.2", "certify.seq_n_min=500", f"model.checkpoint={tiny_model}",
+             f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    df = pd.read_csv(tmp_path / "run" / "certify.csv")
+    assert (df["n_used"] <= 3000).all() and (df["n_used"] >= 500).all() and df["sound"].all()

@@ -13,11 +13,16 @@ point will abstain).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from rsbench.certify.bounds import clopper_pearson_lower, clopper_pearson_upper
 from rsbench.errors import check_count, require
+
+HARD_VOTES_ONLY = ("certify.sequential=true is implemented for the hard-vote methods (gaussian, mog, dsmooth, "
+                   "laplace)")
 
 
 def look_schedule(n_min: int, n_max: int, block: int = 1) -> list[int]:
@@ -64,3 +69,52 @@ def sequential_lower_bound(successes_in: Callable[[int, int], int], n_min: int, 
         if clopper_pearson_upper(k, n_j, level) <= 0.5:
             return SequentialResult(k, n_j, j, lower, "abstain")
     return SequentialResult(k, drawn, len(looks), lower, "exhausted")
+
+
+def p_for_radius(radius_of: Callable[[float], float], radius: float, tol: float = 1e-15) -> float:
+    """The least p in (1/2, 1) with ``radius_of(p) >= radius`` (``radius_of`` increasing), rounded up, by
+    bisection: the ``p_stop`` of a method whose certificate is a function of p_A_lower alone. Above 1 (never
+    reached) when no p < 1 certifies ``radius``."""
+    lo, hi = 0.5, 1.0 - 1e-16
+    if radius_of(hi) < radius:
+        return 2.0
+    while hi - lo > tol:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if radius_of(mid) < radius else (lo, mid)
+    return hi
+
+
+@dataclass(frozen=True)
+class SequentialComponents:
+    successes: list[int]  # per component, at the stopping look
+    n_used: list[int]     # per component draws consumed
+    looks: int
+    p_lower: list[float]  # per component Clopper-Pearson lower bounds at alpha / (K J)
+    decided: str
+
+
+def sequential_component_bounds(successes_in: Callable[[int, int, int], int], allocations: Sequence[Sequence[int]],
+                                alpha: float, weights: Sequence[float], certified: Callable[[list[float]], bool]
+                                ) -> SequentialComponents:
+    """Sequential looks over K independent sample streams (one per mixture component).
+
+    ``allocations[j][k]`` is component k's draws at look j (non-decreasing in j); ``successes_in(k, a, b)``
+    the top-class successes among component k's draws a..b-1. Every bound is Clopper-Pearson at
+    alpha / (K J): by the union bound over K components and J looks, with probability >= 1 - alpha every
+    bound at every look holds, so the look we stop at gives a certificate at level alpha. Stop once
+    ``certified(lower bounds)`` holds, or abstain once sum_k w_k upper_k <= 1/2 (no radius is possible).
+    """
+    K, J = len(weights), len(allocations)
+    level = alpha / (K * J)
+    k_succ, drawn = [0] * K, [0] * K
+    for j, alloc in enumerate(allocations, start=1):
+        for k in range(K):
+            k_succ[k] += successes_in(k, drawn[k], alloc[k])
+            drawn[k] = alloc[k]
+        lower = [clopper_pearson_lower(k_succ[k], drawn[k], level) for k in range(K)]
+        if certified(lower):
+            return SequentialComponents(list(k_succ), list(drawn), j, lower, "certified")
+        upper = [clopper_pearson_upper(k_succ[k], drawn[k], level) for k in range(K)]
+        if float(np.dot(weights, upper)) <= 0.5:
+            return SequentialComponents(list(k_succ), list(drawn), j, lower, "abstain")
+    return SequentialComponents(list(k_succ), list(drawn), J, lower, "exhausted")

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 import torch
 
 from rsbench.certify.bounds import clopper_pearson_lower, top_two_pvalue
+from rsbench.certify.sampling import BLOCK, PointSampler
 from rsbench.certify.seeding import PHASE_ESTIMATE, PHASE_PREDICT, PHASE_SELECT
+from rsbench.certify.sequential import SequentialSpec, p_for_radius, sequential_lower_bound
 
 ABSTAIN = -1
 CountsFn = Callable[[int, int], torch.Tensor]  # (num_samples, phase) -> class counts
@@ -35,6 +37,20 @@ def cohen_certify(counts: CountsFn, n0: int, n: int, alpha: float) -> CertifyEst
     top = int(torch.argmax(counts(n0, PHASE_SELECT)))
     count = int(counts(n, PHASE_ESTIMATE)[top])
     return CertifyEstimate(top, count, n, clopper_pearson_lower(count, n, alpha))
+
+
+def certify_hard(sampler: PointSampler, n0: int, n: int, alpha: float, sequential: SequentialSpec | None,
+                 radius_of: Callable[[float], float]) -> CertifyEstimate:
+    """CERTIFY for a method whose radius is ``radius_of(p_A_lower)``: n estimation samples, or with
+    ``sequential`` looks doubling from ``sequential.n_min`` that stop once ``radius_of`` reaches
+    ``sequential.max_radius`` (bounds at alpha / #looks: still a certificate at level alpha). The estimate's
+    ``n`` is the number of estimation samples drawn."""
+    if sequential is None:
+        return cohen_certify(sampler.hard, n0, n, alpha)
+    top = int(torch.argmax(sampler.hard(n0, PHASE_SELECT)))
+    res = sequential_lower_bound(lambda a, b: int(sampler.counts(b - a, PHASE_ESTIMATE, start=a)[top]),
+                                 sequential.n_min, n, alpha, p_for_radius(radius_of, sequential.max_radius), BLOCK)
+    return CertifyEstimate(top, res.successes, res.n_used, res.p_lower)
 
 
 def cohen_predict(counts: CountsFn, n: int, alpha: float) -> PredictResult:

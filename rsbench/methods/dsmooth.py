@@ -20,7 +20,8 @@ from rsbench.attacks import run_attack
 from rsbench.cache import cached, torch_writer
 from rsbench.certify.certificates import ellipsoid_l2_ball, mahalanobis_radius
 from rsbench.certify.sampling import PointSampler
-from rsbench.certify.smoothing import ABSTAIN, cohen_certify, cohen_predict
+from rsbench.certify.sequential import SequentialSpec
+from rsbench.certify.smoothing import ABSTAIN, certify_hard, cohen_predict
 from rsbench.errors import check_count, check_positive, require
 from rsbench.log import log
 from rsbench.methods.base import METHODS, MethodContext
@@ -33,7 +34,7 @@ DEFAULT_ATTACK = {"name": "square_fgsm", "eps_inf": 0.5, "queries": 5000, "eps_l
 class DSmooth:
     name = "dsmooth"
     norm = "mahalanobis"
-    columns = ("method", "certificate", "norm", "sound", "sigma", "k", "lam", "n0", "n", "alpha", "count",
+    columns = ("method", "certificate", "norm", "sound", "sigma", "k", "lam", "n0", "n", "n_used", "alpha", "count",
                "p_lower", "l2_radius")
 
     def __init__(self, sigma: float, k: int = 10, lam: float | None = None, covariance: str | None = None,
@@ -123,15 +124,18 @@ class DSmooth:
         return torch.cat(out)
 
     # -- per point -------------------------------------------------------------------------------------------
-    def certify(self, sampler: PointSampler, n0: int, n: int, alpha: float, sequential: Any = None) -> dict[str, Any]:
+    def certify(self, sampler: PointSampler, n0: int, n: int, alpha: float,
+                sequential: SequentialSpec | None = None) -> dict[str, Any]:
         """DCERT (Alg. 1) with the radius of Lemma 4.5 (pB = 1 - pA)."""
-        require(sequential is None, "certify.sequential=true is implemented for method=gaussian only")
-        est = cohen_certify(sampler.hard, n0, n, alpha)
+        logdet = self.cov.logdet()
+        est = certify_hard(sampler, n0, n, alpha, sequential,
+                           lambda p: mahalanobis_radius(p, self.sigma, logdet, self.cov.d))
         certified = est.p_lower > 0.5
-        radius = mahalanobis_radius(est.p_lower, self.sigma, self.cov.logdet(), self.cov.d) if certified else 0.0
+        radius = mahalanobis_radius(est.p_lower, self.sigma, logdet, self.cov.d) if certified else 0.0
         return {"predict": est.top if certified else ABSTAIN, "radius": radius, "method": self.name,
                 "certificate": "lemma4.5", "norm": self.norm, "sound": True, "sigma": self.sigma, "k": self.cov.k,
-                "lam": self.cov.floor, "n0": n0, "n": n, "alpha": alpha, "count": est.count, "p_lower": est.p_lower,
+                "lam": self.cov.floor, "n0": n0, "n": n, "n_used": est.n, "alpha": alpha, "count": est.count,
+                "p_lower": est.p_lower,
                 "l2_radius": ellipsoid_l2_ball(radius, self.cov.min_eig())}
 
     def predict(self, sampler: PointSampler, n: int, alpha: float) -> dict[str, Any]:

@@ -9,14 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-from scipy.stats import norm
-
 from rsbench.certify.certificates import gaussian_l2_radius
-from rsbench.certify.sampling import BLOCK, PointSampler
-from rsbench.certify.seeding import PHASE_ESTIMATE, PHASE_SELECT
-from rsbench.certify.sequential import SequentialSpec, sequential_lower_bound
-from rsbench.certify.smoothing import ABSTAIN, CertifyEstimate, cohen_certify, cohen_predict
+from rsbench.certify.sampling import PointSampler
+from rsbench.certify.sequential import SequentialSpec
+from rsbench.certify.smoothing import ABSTAIN, certify_hard, cohen_predict
 from rsbench.certify.soft import check_bounds, soft_certify
 from rsbench.errors import RsbenchError, check_positive, require
 from rsbench.methods.base import METHODS
@@ -59,19 +55,12 @@ class GaussianSmoothing:
         """Cohen's CERTIFY; with ``sequential``, the estimation draws stop once the outcome is decided."""
         if self.smoothing == "soft":
             return self._certify_soft(sampler, n0, n, alpha, sequential)
-        if sequential is None:
-            est, n_used = cohen_certify(sampler.hard, n0, n, alpha), n
-        else:
-            top = int(torch.argmax(sampler.hard(n0, PHASE_SELECT)))
-            res = sequential_lower_bound(
-                lambda a, b: int(sampler.counts(b - a, PHASE_ESTIMATE, start=a)[top]), sequential.n_min, n, alpha,
-                float(norm.cdf(sequential.max_radius / self.sigma)), BLOCK)
-            est, n_used = CertifyEstimate(top, res.successes, res.n_used, res.p_lower), res.n_used
+        est = certify_hard(sampler, n0, n, alpha, sequential, lambda p: gaussian_l2_radius(p, self.sigma))
         certified = est.p_lower > 0.5
         return {
             "predict": est.top if certified else ABSTAIN,
             "radius": gaussian_l2_radius(est.p_lower, self.sigma) if certified else 0.0,
-            **self._fields(n0, n, n_used, alpha), "count": est.count, "p_lower": est.p_lower,
+            **self._fields(n0, n, est.n, alpha), "count": est.count, "p_lower": est.p_lower,
             "p_runner_upper": 1.0 - est.p_lower,
         }
 

@@ -21,6 +21,7 @@ from rsbench.cache import cached
 from rsbench.certify.certificates import idrs_radius
 from rsbench.certify.lipschitz import idrs_lipschitz
 from rsbench.certify.sampling import PointSampler
+from rsbench.certify.sequential import HARD_VOTES_ONLY
 from rsbench.certify.smoothing import ABSTAIN, cohen_predict
 from rsbench.certify.soft import check_bounds, soft_certify
 from rsbench.errors import RsbenchError, check_count, check_positive, require
@@ -156,7 +157,7 @@ class InputDependentSmoothing:
 
     def certify(self, sampler: PointSampler, n0: int, n: int, alpha: float, sequential: Any = None) -> dict[str, Any]:
         """Theorem 3 with soft smoothing under N(0, sigma_theta(x)^2 I)."""
-        require(sequential is None, "certify.sequential=true is implemented for method=gaussian only")
+        require(sequential is None, HARD_VOTES_ONLY)
         self.check_lipschitz()
         sigma = self.point_sigma(sampler.x)
         est = soft_certify(sampler, n0, n, alpha, self.bounds, self.p_min, self.temperature,

@@ -8,8 +8,9 @@ import torch
 
 from rsbench.certify.certificates import laplace_l1_radius
 from rsbench.certify.sampling import PointSampler
-from rsbench.certify.smoothing import ABSTAIN, cohen_certify, cohen_predict
-from rsbench.errors import check_positive, require
+from rsbench.certify.sequential import SequentialSpec
+from rsbench.certify.smoothing import ABSTAIN, certify_hard, cohen_predict
+from rsbench.errors import check_positive
 from rsbench.methods.base import METHODS
 from rsbench.noise.laplace import LaplaceNoise
 
@@ -20,7 +21,7 @@ class LaplaceSmoothing:
 
     name = "laplace"
     norm = "l1"
-    columns = ("method", "certificate", "norm", "sound", "scale", "n0", "n", "alpha", "count", "p_lower")
+    columns = ("method", "certificate", "norm", "sound", "scale", "n0", "n", "n_used", "alpha", "count", "p_lower")
     predict_columns = ("method", "scale", "n", "alpha", "count_a", "count_b", "pvalue")
 
     def __init__(self, scale: float) -> None:
@@ -38,13 +39,13 @@ class LaplaceSmoothing:
         """The l1 norm this method certifies."""
         return float(delta.abs().sum())
 
-    def certify(self, sampler: PointSampler, n0: int, n: int, alpha: float, sequential: Any = None) -> dict[str, Any]:
-        require(sequential is None, "certify.sequential=true is implemented for method=gaussian only")
-        est = cohen_certify(sampler.hard, n0, n, alpha)
+    def certify(self, sampler: PointSampler, n0: int, n: int, alpha: float,
+                sequential: SequentialSpec | None = None) -> dict[str, Any]:
+        est = certify_hard(sampler, n0, n, alpha, sequential, lambda p: laplace_l1_radius(p, self.scale))
         radius = laplace_l1_radius(est.p_lower, self.scale) if est.p_lower > 0.5 else 0.0
         return {"predict": est.top if radius > 0 else ABSTAIN, "radius": radius, "method": self.name,
                 "certificate": "teng", "norm": self.norm, "sound": True, "scale": self.scale, "n0": n0, "n": n,
-                "alpha": alpha, "count": est.count, "p_lower": est.p_lower}
+                "n_used": est.n, "alpha": alpha, "count": est.count, "p_lower": est.p_lower}
 
     def predict(self, sampler: PointSampler, n: int, alpha: float) -> dict[str, Any]:
         res = cohen_predict(sampler.hard, n, alpha)

@@ -16,9 +16,10 @@ import numpy as np
 
 from rsbench.certify.bounds import clopper_pearson_lower
 from rsbench.certify.certificates import mixture_componentwise_radius, mog_paper_radius, mog_sum_radius
-from rsbench.certify.sampling import PointSampler
+from rsbench.certify.sampling import BLOCK, PointSampler
 from rsbench.certify.seeding import PHASE_ESTIMATE, PHASE_SELECT
-from rsbench.certify.smoothing import ABSTAIN, cohen_predict
+from rsbench.certify.sequential import SequentialSpec, look_schedule, sequential_component_bounds
+from rsbench.certify.smoothing import ABSTAIN, certify_hard, cohen_predict
 from rsbench.certify.soft import soft_class_bounds
 from rsbench.errors import RsbenchError, check_positive, require
 from rsbench.methods.base import METHODS
@@ -44,7 +45,7 @@ def _choice(name: str, value: str, valid: tuple[str, ...], context: str = "") ->
 class MixtureOfGaussiansSmoothing:
     name = "mog"
     columns = ("method", "certificate", "semantics", "smoothing", "stratified", "norm", "sound", "K", "sigma_min",
-               "sigma_max", "n0", "n", "alpha", "p_lower", "p_runner_upper")
+               "sigma_max", "n0", "n", "n_used", "alpha", "p_lower", "p_runner_upper")
 
     def __init__(self, K: int, sigma_min: float, sigma_max: float, weights: list[float] | None = None,
                  semantics: str = "mixture", stratified: bool = False, smoothing: str = "hard",
@@ -100,11 +101,24 @@ class MixtureOfGaussiansSmoothing:
         lower, upper = soft_class_bounds(total / n, None, n, top, alpha, "hoeffding")
         return lower, float(upper.max()), upper
 
-    def certify(self, sampler: PointSampler, n0: int, n: int, alpha: float, sequential: Any = None) -> dict[str, Any]:
-        require(sequential is None, "certify.sequential=true is implemented for method=gaussian only")
+    def certify(self, sampler: PointSampler, n0: int, n: int, alpha: float,
+                sequential: SequentialSpec | None = None) -> dict[str, Any]:
+        require(sequential is None or self.smoothing == "hard", "certify.sequential=true needs method.smoothing=hard")
+        n_used = n
+        if sequential is not None and self.certificate != "componentwise":  # one pooled stream: Cohen's looks
+            require(not self.stratified, "certify.sequential=true with a pooled certificate needs "
+                                         "method.stratified=false")
+            radius_fn = mog_paper_radius if self.certificate == "paper" else mog_sum_radius
+            est = certify_hard(sampler, n0, n, alpha, sequential, lambda p: radius_fn(p, self.sigmas))
+            top, p_lower, n_used = est.top, est.p_lower, est.n
+            radius = radius_fn(p_lower, self.sigmas) if p_lower > 0.5 else 0.0
+            return self._row(top, radius, n0, n, n_used, alpha, p_lower, 1.0 - p_lower)
         top = int(np.argmax(sampler.counts(n0, PHASE_SELECT, temperature=self.temperature).numpy()))
-        sums, alloc = self._estimate(sampler, n)
-        if self.certificate == "componentwise":
+        if sequential is not None:
+            radius, p_lower, n_used = self._sequential_componentwise(sampler, top, n, alpha, sequential)
+            p_runner = 1.0 - p_lower
+        elif self.certificate == "componentwise":
+            sums, alloc = self._estimate(sampler, n)
             bounds = [self._bounds(s, n_k, top, alpha / self.K) for s, n_k in zip(sums, alloc, strict=True)]
             a = [b[0] for b in bounds]
             others = None if self.smoothing == "hard" else [b[2] for b in bounds]
@@ -113,17 +127,48 @@ class MixtureOfGaussiansSmoothing:
             p_runner = (1.0 - p_lower if others is None
                         else float(np.max(np.asarray(self.weights) @ np.vstack(others))))
         else:
+            sums, _ = self._estimate(sampler, n)
             p_lower, p_runner, _ = self._bounds(np.sum(sums, axis=0), n, top, alpha)
             radius_fn = mog_paper_radius if self.certificate == "paper" else mog_sum_radius
             radius = radius_fn(p_lower, self.sigmas, p_runner)
             p_runner = 1.0 - p_lower if p_runner is None else p_runner
+        return self._row(top, radius, n0, n, n_used, alpha, p_lower, p_runner)
+
+    def _row(self, top: int, radius: float, n0: int, n: int, n_used: int, alpha: float, p_lower: float,
+             p_runner: float) -> dict[str, Any]:
         return {
             "predict": top if radius > 0 else ABSTAIN, "radius": float(radius),
             "method": self.name, "certificate": self.certificate, "semantics": self.semantics,
             "smoothing": self.smoothing, "stratified": self.stratified, "norm": "l2", "sound": self.sound,
             "K": self.K, "sigma_min": self.sigma_min, "sigma_max": self.sigma_max,
-            "n0": n0, "n": n, "alpha": alpha, "p_lower": p_lower, "p_runner_upper": p_runner,
+            "n0": n0, "n": n, "n_used": n_used, "alpha": alpha, "p_lower": p_lower, "p_runner_upper": p_runner,
         }
+
+    def _sequential_componentwise(self, sampler: PointSampler, top: int, n: int, alpha: float,
+                                  sequential: SequentialSpec) -> tuple[float, float, int]:
+        """Componentwise certificate with looks: at look j each component k has drawn its stratified share of
+        n_j (looks doubling from ``sequential.n_min``), bounds at alpha / (K J); stop once the radius reaches
+        ``sequential.max_radius``. Returns (radius, sum_k w_k a_k, draws used)."""
+
+        def top_count(k: int, num: int) -> int:
+            if num == 0:
+                return 0
+            return int(sampler.counts(num, PHASE_ESTIMATE, noise=self.mixture.component(k),
+                                      stream=() if self.K == 1 else (k,))[top])
+
+        def successes_in(k: int, a: int, b: int) -> int:
+            if a % BLOCK == 0 and b >= a:  # the increment: draws a..b-1 of component k's stream
+                return 0 if b == a else int(sampler.counts(b - a, PHASE_ESTIMATE, noise=self.mixture.component(k),
+                                                           stream=() if self.K == 1 else (k,), start=a)[top])
+            return top_count(k, b) - top_count(k, a)  # not on a block boundary: recount the prefixes
+
+        def radius(lower: list[float]) -> float:
+            return mixture_componentwise_radius(lower, None, self.weights, self.sigmas)
+
+        looks = look_schedule(sequential.n_min, n, BLOCK)
+        res = sequential_component_bounds(successes_in, [stratified_allocation(m, self.weights) for m in looks],
+                                          alpha, self.weights, lambda lower: radius(lower) >= sequential.max_radius)
+        return radius(res.p_lower), float(np.dot(self.weights, res.p_lower)), int(sum(res.n_used))
 
     def predict(self, sampler: PointSampler, n: int, alpha: float) -> dict[str, Any]:
         """Cohen et al.'s PREDICT (hard votes) under this method's noise."""

@@ -18,6 +18,7 @@ import torch
 from rsbench.certify.margin import ALPHA_L2, margin_loss, margin_radius, mscr
 from rsbench.certify.sampling import PointSampler
 from rsbench.certify.seeding import PHASE_ESTIMATE, make_generator
+from rsbench.certify.sequential import HARD_VOTES_ONLY
 from rsbench.certify.smoothing import ABSTAIN
 from rsbench.errors import RsbenchError, check_count, require
 from rsbench.methods.base import METHODS, MethodContext
@@ -56,7 +57,7 @@ class MarginCertificate:
         return {"L": self.L}
 
     def certify(self, sampler: PointSampler, n0: int, n: int, alpha: float, sequential: Any = None) -> dict[str, Any]:
-        require(sequential is None, "certify.sequential=true is implemented for method=gaussian only")
+        require(sequential is None, HARD_VOTES_ONLY)
         model, x = sampler.model, sampler.x.unsqueeze(0)
         with torch.inference_mode():
             logits = model(x)
