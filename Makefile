@@ -7,7 +7,7 @@ TORCH   ?= torch==2.14.1 torchvision==0.29.1
 # Real datasets (MNIST, CIFAR-10 sample) for the reproductions; the demo and tests need none.
 export RSBENCH_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install demo test test-slow lint docs figures reproduce-engine mnist-models mog-figures idrs-figures dsmooth-figures sra-figures slurm-test bench perf-sequential smoke-cifar cifar-models cifar-figures faults clean
+.PHONY: install demo test test-slow lint docs figures reproduce-engine mnist-models mog-figures idrs-figures dsmooth-figures sra-figures slurm-test bench perf-sequential perf-sequential-methods smoke-cifar cifar-models cifar-figures faults clean
 
 install: $(VENV)/.installed
 
@@ -216,6 +216,20 @@ perf-sequential: install      ## sequential vs fixed-n certification, 500 MNIST 
 
 faults: install               ## kill certify at 20 random moments, run it concurrently and as concurrent array jobs (~5 min)
 	$(BIN)/python scripts/fault_inject.py --kills 20
+
+# the other hard-vote methods on the same MLP: 100 points (every 100th), n_max = 100,000, max_radius 0.5
+SEQ_METHODS := laplace:method=laplace,method.scale=0.18 mog:method=mog,K=10,method.sigma_min=0.12,method.sigma_max=0.25 \
+	dsmooth:method=dsmooth
+perf-sequential-methods: install  ## sequential vs fixed n for laplace, mog (componentwise) and dsmooth (docs/PERFORMANCE.md)
+	$(RS) train experiment=cohen_mnist model=mlp
+	for spec in $(SEQ_METHODS); do name=$${spec%%:*}; args=$$(echo $${spec#*:} | tr , ' '); \
+	  $(RS) certify experiment=cohen_mnist model=mlp model.checkpoint=$(MLP_CKPT) $$args certify.n=100000 \
+	    certify.skip=100 hydra.run.dir=outputs/perf/seq_methods/$$name/fixed_n || exit 1; \
+	  $(RS) certify experiment=cohen_mnist model=mlp model.checkpoint=$(MLP_CKPT) $$args certify.n=100000 \
+	    certify.skip=100 certify.sequential=true certify.max_radius=0.5 \
+	    hydra.run.dir=outputs/perf/seq_methods/$$name/sequential || exit 1; \
+	  echo "== $$name"; $(BIN)/python scripts/compare_sequential.py outputs/perf/seq_methods/$$name/fixed_n \
+	    outputs/perf/seq_methods/$$name/sequential || exit 1; done
 
 bench: install                ## certify throughput vs the base model's raw forward throughput (docs/PERFORMANCE.md)
 	$(BIN)/python scripts/bench.py

@@ -11,6 +11,11 @@ For each model (MNIST MLP 784-200-10, MNIST CNN, CIFAR ResNet-20), measured side
            measurement), and again for 10x more samples: streaming keeps it flat in n
 The MLP is also measured with the linear pushforward sampler (its own row). Each number is the
 median of --repeats runs, with the min-max spread. Writes outputs/bench/bench.csv and bench.md.
+
+--device cuda (the default when CUDA is available) measures on the GPU (timings synchronised, peak MB =
+peak allocated GPU memory), adds a CIFAR ResNet-110 and defaults --precision to fp32,bf16: each
+precision gets its own rows (limit and certify both under that autocast), and the run ends with the
+bf16 / fp32 certify throughput ratio per model. On CPU the default stays fp32 (the same rows as before).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import pandas as pd
 import torch
 
 from rsbench.certify.pushforward import LinearPushforward
-from rsbench.certify.sampling import PointSampler
+from rsbench.certify.sampling import PRECISIONS, PointSampler, autocast
 from rsbench.data.registry import DatasetSpec
 from rsbench.methods.gaussian import GaussianSmoothing
 from rsbench.models import build_model
@@ -40,7 +45,18 @@ MODELS = {
 }
 
 
+DEVICE = torch.device("cpu")  # set by --device
+
+
+def _sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
 def _peak_mb_reset() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(DEVICE)
+        return
     try:
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (Linux)
     except OSError:
@@ -48,6 +64,8 @@ def _peak_mb_reset() -> None:
 
 
 def _peak_mb() -> float:
+    if DEVICE.type == "cuda":
+        return torch.cuda.max_memory_allocated(DEVICE) / 2**20
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
@@ -57,9 +75,11 @@ def _peak_mb() -> float:
 def _rate(fn, samples: int, min_time: float) -> float:
     """samples/s of fn(), repeated until min_time seconds have passed (after one warm-up call)."""
     fn()
+    _sync()
     reps, t0 = 0, time.perf_counter()
     while True:
         fn()
+        _sync()
         reps += 1
         dt = time.perf_counter() - t0
         if dt >= min_time:
@@ -67,23 +87,30 @@ def _rate(fn, samples: int, min_time: float) -> float:
 
 
 @torch.inference_mode()
-def raw_limit(model, spec, batches, min_time, channels_last=False) -> tuple[int, float]:
-    """Best batch size and its forward throughput on inputs already in memory."""
+def raw_limit(model, spec, batches, min_time, channels_last=False, precision=None) -> tuple[int, float]:
+    """Best batch size and its forward throughput on inputs already in memory, at ``precision``."""
     best = (0, 0.0)
     for b in batches:
-        x = torch.rand(b, *spec.shape)
+        x = torch.rand(b, *spec.shape, device=DEVICE)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        rate = _rate(lambda x=x: model(x).argmax(1), b, min_time)
+
+        def forward(x=x):
+            with autocast(DEVICE, precision):
+                return model(x).argmax(1)
+
+        rate = _rate(forward, b, min_time)
         best = max(best, (b, rate), key=lambda t: t[1])
     return best
 
 
-def certify_rate(model, spec, batch, n, min_time, pushforward=None, channels_last=False) -> tuple[float, float]:
+def certify_rate(model, spec, batch, n, min_time, pushforward=None, channels_last=False,
+                 precision=None) -> tuple[float, float]:
     """Base-model evaluations/s of one test point's CERTIFY as `rsbench certify` runs it (N0 = 100 + n)."""
-    x = torch.rand(spec.shape)
+    x = torch.rand(spec.shape, device=DEVICE)
     method = GaussianSmoothing(0.25)
-    sampler = PointSampler(model, method.noise, x, 0, spec.num_classes, batch, 0, pushforward, channels_last)
+    sampler = PointSampler(model, method.noise, x, 0, spec.num_classes, batch, 0, pushforward, channels_last,
+                           precision)
     _peak_mb_reset()
     rate = _rate(lambda: method.certify(sampler, 100, n, 0.001), 100 + n, min_time)
     return rate, _peak_mb()
@@ -94,13 +121,24 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--min-time", type=float, default=0.4, help="seconds per timed measurement")
     ap.add_argument("--out", type=Path, default=Path("outputs/bench"))
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--precision", default=None, help="comma-separated, of fp32,bf16,fp16 (default: fp32 on CPU, "
+                                                      "fp32,bf16 on CUDA)")
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    precisions = (args.precision or ("fp32,bf16" if DEVICE.type == "cuda" else "fp32")).split(",")
     tune_allocator()  # as every rsbench stage does (rsbench/runtime.py)
     torch.manual_seed(0)
     rows = []
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, repeats={args.repeats}")
-    for name, (arch, spec, params) in MODELS.items():
-        model = build_model(arch, spec, params).eval()
+    models = dict(MODELS)
+    if DEVICE.type == "cuda":
+        models["cifar_resnet110"] = ("cifar_resnet", CIFAR, {"depth": 110})
+    print(f"torch {torch.__version__}, device {DEVICE}, {torch.get_num_threads()} threads, repeats={args.repeats}, "
+          f"precision {','.join(precisions)}")
+    for (name, (arch, spec, params)), prec in ((m, p) for m in models.items() for p in precisions):
+        precision = PRECISIONS[prec]
+        model = build_model(arch, spec, params).eval().to(DEVICE)
         # convolutional models: the limit is the faster memory order (channels-last here), which certify uses too
         cl = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
         # and the default order too, side by side, for the channels-last speed-up column
@@ -108,26 +146,30 @@ def main() -> None:
         if cl:
             model = model.to(memory_format=torch.channels_last)
         candidates = [100, 200, 500, 1000, 2000, 4000] if arch == "mlp" else [100, 200, 400, 800]
-        batch, _ = raw_limit(model, spec, candidates, args.min_time / 2, cl)
+        if DEVICE.type == "cuda":
+            candidates = [500, 1000, 2000, 4000, 8000, 16000]
+        batch, _ = raw_limit(model, spec, candidates, args.min_time / 2, cl, precision)
         n = max(20 * batch, 10_000)  # at least the engine's quick N: per-point costs amortised as in use
         variants = [("direct", None)]
-        if LinearPushforward.applies(model):
+        if LinearPushforward.applies(model) and precision is None:  # as rsbench certify: fp32 only
             variants.append(("pushforward", LinearPushforward(model)))
         limits, plain_limits, certs = [], [], {v: [] for v, _ in variants}
         peaks = {v: [] for v, _ in variants}
         for _ in range(args.repeats):  # interleaved, so drift in machine load hits every column alike
-            limits.append(raw_limit(model, spec, [batch], args.min_time, cl)[1])
+            limits.append(raw_limit(model, spec, [batch], args.min_time, cl, precision)[1])
             if plain is not None:
-                plain_limits.append(raw_limit(plain, spec, [batch], args.min_time)[1])
+                plain_limits.append(raw_limit(plain, spec, [batch], args.min_time, False, precision)[1])
             for v, pf in variants:
-                rate, peak = certify_rate(model, spec, batch, n, args.min_time, pf, cl)
+                rate, peak = certify_rate(model, spec, batch, n, args.min_time, pf, cl, precision)
                 certs[v].append(rate)
                 peaks[v].append(peak)
-        big_peak = {v: certify_rate(model, spec, batch, 10 * n, args.min_time, pf, cl)[1] for v, pf in variants}
+        big_peak = {v: certify_rate(model, spec, batch, 10 * n, args.min_time, pf, cl, precision)[1]
+                    for v, pf in variants}
         for v, _ in variants:
             ratios = [c / lim for c, lim in zip(certs[v], limits, strict=True)]
             rows.append({
-                "model": name, "sampler": v, "memory_format": "channels_last" if cl else "-", "batch": batch,
+                "model": name, "device": DEVICE.type, "precision": prec, "sampler": v,
+                "memory_format": "channels_last" if cl else "-", "batch": batch,
                 "limit_samples_s": statistics.median(limits), "limit_spread": f"{min(limits):.0f}-{max(limits):.0f}",
                 "certify_samples_s": statistics.median(certs[v]),
                 "certify_spread": f"{min(certs[v]):.0f}-{max(certs[v]):.0f}",
@@ -136,10 +178,14 @@ def main() -> None:
                 "channels_last_speedup": statistics.median([a / b for a, b in zip(limits, plain_limits, strict=True)])
                 if plain is not None else float("nan"),
             })
-            print(f"{name:22s} {v:11s} batch {batch:5d}  limit {rows[-1]['limit_samples_s']:10.0f}/s  "
+            print(f"{name:22s} {prec:4s} {v:11s} batch {batch:5d}  limit {rows[-1]['limit_samples_s']:10.0f}/s  "
                   f"certify {rows[-1]['certify_samples_s']:10.0f}/s  ratio {rows[-1]['ratio']:.2f} "
                   f"[{rows[-1]['ratio_spread']}]  peak {rows[-1]['peak_mb']:.0f} MB")
     df = pd.DataFrame(rows)
+    if "bf16" in precisions and "fp32" in precisions:  # the speed-up reduced precision buys, per model
+        direct = df[df["sampler"] == "direct"].set_index(["model", "precision"])["certify_samples_s"]
+        for name in models:
+            print(f"{name:22s} certify bf16 / fp32: {direct[(name, 'bf16')] / direct[(name, 'fp32')]:.2f}")
     args.out.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out / "bench.csv", index=False)
     cols = list(df.columns)

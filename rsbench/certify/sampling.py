@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -13,13 +14,23 @@ from rsbench.errors import RsbenchError
 from rsbench.noise.base import Noise, ScaledGaussian
 
 BLOCK = 100  # samples per seeded noise block; forward batches are whole blocks (or parts of one)
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # certify.precision -> autocast dtype
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """The base model's forward under ``torch.autocast`` at ``dtype`` (None: full precision, no autocast).
+
+    The certified classifier is then the network as it runs at that precision: a fixed function of its
+    input, so Cohen's theorem still applies. Noise is drawn and added in fp32 outside it."""
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 @torch.inference_mode()
 def class_counts(model: nn.Module, noise: Noise, x: torch.Tensor, n: int, num_classes: int,
                  batch: int, seed: int, key: tuple[int, ...], temperature: float | None = None,
                  pushforward: LinearPushforward | None = None, start: int = 0,
-                 channels_last: bool = False, squares: bool = False) -> torch.Tensor:
+                 channels_last: bool = False, squares: bool = False,
+                 precision: torch.dtype | None = None) -> torch.Tensor:
     """Sum over n draws eps_i of the base classifier's output at x + eps_i, one entry per class.
 
     Hard smoothing (``temperature=None``): class counts of argmax f(x + eps_i), int64.
@@ -38,7 +49,8 @@ def class_counts(model: nn.Module, noise: Noise, x: torch.Tensor, n: int, num_cl
     ``start`` (a multiple of BLOCK) skips the first draws of the stream: counts over draws
     [start, start + n) are the increment a sequential test adds to counts over [0, start).
     ``channels_last``: feed image batches to the model in channels-last memory order (the noise itself
-    is drawn in the default order, so the samples are the same).
+    is drawn in the default order, so the samples are the same). ``precision``: run the model under
+    autocast at that dtype (see :func:`autocast`).
     """
     if start % BLOCK:
         raise ValueError(f"start={start} must be a multiple of {BLOCK}")
@@ -76,12 +88,13 @@ def class_counts(model: nn.Module, noise: Noise, x: torch.Tensor, n: int, num_cl
             j += 1
         for lo in range(0, m, batch):
             hi = min(m, lo + batch)
-            if use_pf:
-                logits = pushforward.logits(h0, scales[lo:hi], buf[lo:hi])
-            elif channels_last and fmt is not torch.channels_last:
-                logits = forward(buf[lo:hi].contiguous(memory_format=torch.channels_last))
-            else:
-                logits = forward(buf[lo:hi])
+            with autocast(x.device, precision):
+                if use_pf:
+                    logits = pushforward.logits(h0, scales[lo:hi], buf[lo:hi])
+                elif channels_last and fmt is not torch.channels_last:
+                    logits = forward(buf[lo:hi].contiguous(memory_format=torch.channels_last))
+                else:
+                    logits = forward(buf[lo:hi])
             check_finite_logits(logits, "under noise")
             if temperature is None:
                 total += torch.bincount(logits.argmax(dim=1), minlength=num_classes)
@@ -119,16 +132,17 @@ class PointSampler:
     seed: int
     pushforward: LinearPushforward | None = None
     channels_last: bool = False
+    precision: torch.dtype | None = None
 
     def __post_init__(self) -> None:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.x.device, self.precision):
             check_finite_logits(self.model(self.x.unsqueeze(0)), f"on the clean test point {self.idx}")
 
     def counts(self, num: int, phase: int, noise: Noise | None = None, stream: tuple[int, ...] = (),
                temperature: float | None = None, start: int = 0, squares: bool = False) -> torch.Tensor:
         return class_counts(self.model, noise or self.noise, self.x, num, self.num_classes, self.batch,
                             self.seed, (self.idx, phase, *stream), temperature, self.pushforward, start,
-                            self.channels_last, squares)
+                            self.channels_last, squares, self.precision)
 
     def hard(self, num: int, phase: int) -> torch.Tensor:
         """Class counts under the method's own noise (the CountsFn of Cohen's algorithms)."""

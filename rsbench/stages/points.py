@@ -35,15 +35,20 @@ class PointRun:
     seed: int
     pushforward: Any = None
     channels_last: bool = False
+    precision: str = "fp32"
 
     def sampler(self, x: torch.Tensor, idx: int) -> Any:
         """Monte Carlo access to test point ``idx`` under the method's noise (seeded per point)."""
-        from rsbench.certify.sampling import PointSampler
+        from rsbench.certify.sampling import PRECISIONS, PointSampler
 
         return PointSampler(self.model, self.method.noise, x, idx, self.spec.num_classes, self.batch, self.seed,
-                            self.pushforward, self.channels_last)
+                            self.pushforward, self.channels_last, PRECISIONS[self.precision])
 
     def run(self, columns: tuple[str, ...], evaluate: Callable[[torch.Tensor, int], dict[str, Any]]) -> None:
+        """Run ``evaluate`` on every point; a reduced-precision run's rows say so (column ``precision``)."""
+        if self.precision != "fp32":
+            columns, inner = (*columns, "precision"), evaluate
+            evaluate = lambda x, i: {**inner(x, i), "precision": self.precision}  # noqa: E731
         run_points(self.csv_path, columns, self.indices, self.test_ds, self.spec, self.device,
                    f"{self.csv_path.stem} {self.method.label()}", evaluate)
 
@@ -64,6 +69,13 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
     for key in ("channels_last", "pushforward"):
         require(section.get(key, "auto") in ("auto", "off"),
                 f"{stage}.{key}={section.get(key)!r} is invalid; valid values: auto, off")
+    from rsbench.certify.sampling import PRECISIONS
+
+    precision = str(section.get("precision", "fp32"))
+    require(precision in PRECISIONS, f"{stage}.precision={precision!r} is invalid; valid values: "
+                                     f"{', '.join(PRECISIONS)}")
+    if precision != "fp32":  # rows of another precision come from another classifier: never resume across
+        settings = {**settings, "precision": precision}
     method = make_method(plain(cfg.method))
     device = select_device(cfg.device)
     test_ds, spec = dataset_split(cfg, "test")
@@ -99,13 +111,15 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if batch == "auto":
-        batch = fastest_batch(model, spec, device, channels_last)
+        batch = fastest_batch(model, spec, device, channels_last, PRECISIONS[precision])
         log.info("%s.batch=auto: %d samples per forward pass", stage, batch)
     from rsbench.noise.base import ScaledGaussian
 
+    # the pushforward sampler computes the first layer in fp32: at reduced precision the whole network runs
+    # under autocast instead, so the certified classifier is exactly "the network at that precision"
     pushforward = section.get("pushforward", "auto") if isinstance(method.noise, ScaledGaussian) else "off"
     return PointRun(method, device, test_ds, spec, indices, model, meta, csv_path, batch, int(cfg.seed),
-                    _pushforward(model, pushforward), channels_last)
+                    _pushforward(model, pushforward if precision == "fp32" else "off"), channels_last, precision)
 
 
 def dataset_fingerprint(cfg: DictConfig) -> dict[str, Any]:
@@ -120,23 +134,27 @@ def use_channels_last(model: torch.nn.Module, spec: DatasetSpec, mode: str) -> b
 
 @torch.inference_mode()
 def fastest_batch(model: torch.nn.Module, spec: DatasetSpec, device: torch.device, channels_last: bool = False,
-                  candidates: tuple[int, ...] = (100, 200, 400, 800, 1600), budget_s: float = 0.15) -> int:
-    """The forward batch size with the highest throughput for this model here (a short probe per size).
-
-    Results do not depend on the batch size (noise is seeded per block), only speed does.
+                  precision: torch.dtype | None = None, candidates: tuple[int, ...] = (100, 200, 400, 800, 1600),
+                  budget_s: float = 0.15) -> int:
+    """The forward batch size with the highest throughput for this model here (a short probe per size),
+    at the precision the run uses. Results do not depend on the batch size (noise is seeded per block),
+    only speed does.
     """
     import time
+
+    from rsbench.certify.sampling import autocast
 
     best, best_rate = candidates[0], 0.0
     for b in candidates:
         x = torch.rand(b, *spec.shape, device=device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        model(x)  # warm-up
-        reps, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < budget_s:
-            model(x).argmax(1)
-            reps += 1
+        with autocast(device, precision):
+            model(x)  # warm-up
+            reps, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < budget_s:
+                model(x).argmax(1)
+                reps += 1
         rate = reps * b / (time.perf_counter() - t0)
         if rate > best_rate:
             best, best_rate = b, rate
