@@ -114,7 +114,8 @@ def sequential_component_bounds(successes_in: Callable[[int, int, int], int], al
         lower = [clopper_pearson_lower(k_succ[k], drawn[k], level) for k in range(K)]
         if certified(lower):
             return SequentialComponents(list(k_succ), list(drawn), j, lower, "certified")
-        upper = [clopper_pearson_upper(k_succ[k], drawn[k], level) for k in range(K)]
-        if float(np.dot(weights, upper)) <= 0.5:
-            return SequentialComponents(list(k_succ), list(drawn), j, lower, "abstain")
+        if float(np.dot(weights, lower)) <= 0.5:  # else the upper bounds (>= lower) cannot show abstention
+            upper = [clopper_pearson_upper(k_succ[k], drawn[k], level) for k in range(K)]
+            if float(np.dot(weights, upper)) <= 0.5:
+                return SequentialComponents(list(k_succ), list(drawn), j, lower, "abstain")
     return SequentialComponents(list(k_succ), list(drawn), J, lower, "exhausted")

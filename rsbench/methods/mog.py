@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from rsbench.certify.bounds import clopper_pearson_lower
-from rsbench.certify.certificates import mixture_componentwise_radius, mog_paper_radius, mog_sum_radius
+from rsbench.certify.certificates import mixture_componentwise_radius, mixture_margin, mog_paper_radius, mog_sum_radius
 from rsbench.certify.sampling import BLOCK, PointSampler
 from rsbench.certify.seeding import PHASE_ESTIMATE, PHASE_SELECT
 from rsbench.certify.sequential import SequentialSpec, look_schedule, sequential_component_bounds
@@ -162,13 +162,17 @@ class MixtureOfGaussiansSmoothing:
                                                            stream=() if self.K == 1 else (k,), start=a)[top])
             return top_count(k, b) - top_count(k, a)  # not on a block boundary: recount the prefixes
 
-        def radius(lower: list[float]) -> float:
-            return mixture_componentwise_radius(lower, None, self.weights, self.sigmas)
+        w, s = np.asarray(self.weights), np.asarray(self.sigmas)
+
+        def reaches_max_radius(lower: list[float]) -> bool:  # one margin evaluation, not a bisection
+            a = np.asarray(lower)
+            return mixture_margin(sequential.max_radius, a, (1.0 - a)[:, None], w, s) > 0
 
         looks = look_schedule(sequential.n_min, n, BLOCK)
         res = sequential_component_bounds(successes_in, [stratified_allocation(m, self.weights) for m in looks],
-                                          alpha, self.weights, lambda lower: radius(lower) >= sequential.max_radius)
-        return radius(res.p_lower), float(np.dot(self.weights, res.p_lower)), int(sum(res.n_used))
+                                          alpha, self.weights, reaches_max_radius)
+        radius = mixture_componentwise_radius(res.p_lower, None, self.weights, self.sigmas)
+        return radius, float(np.dot(self.weights, res.p_lower)), int(sum(res.n_used))
 
     def predict(self, sampler: PointSampler, n: int, alpha: float) -> dict[str, Any]:
         """Cohen et al.'s PREDICT (hard votes) under this method's noise."""
