@@ -188,6 +188,11 @@ def test_plot(tmp_path, tiny_model) -> None:
     assert table.iloc[0]["r=0.25"] == pytest.approx(expected["r=0.25"])
     assert table.iloc[0]["ACR"] == pytest.approx(expected["ACR"])
     assert "| run |" in (out / "certified_accuracy.md").read_text()
+    assert table.iloc[0]["r=0.25 lo"] <= table.iloc[0]["r=0.25"] <= table.iloc[0]["r=0.25 hi"]
+    assert (table["level"] == 0.95).all()
+    run_cli(["plot", f"runs=[{a.parent}]", "ci_level=0.8", "bands=false", f"hydra.run.dir={tmp_path / 'p80'}"],
+            tmp_path)
+    assert (pd.read_csv(tmp_path / "p80" / "certified_accuracy.csv")["level"] == 0.8).all()
 
 
 def test_training_is_reproducible(tmp_path, tiny_model) -> None:
@@ -257,6 +262,8 @@ def test_run_dir_names_are_short_and_paths_become_stems() -> None:
     assert _run_name(["figure=mog_fig1", "runs=[out/certify/a__b,out/m/K-1]"], ex) == "figure-mog_fig1__runs-[a,b,K-1]"
     assert _run_name(["title='MoG a/b'"], ex) == "title-'MoG a_b'"  # quoted text is not a path
     assert _run_name(["x=../../etc"], ex) == "x-etc" and _run_name([], ex) == "default"
+    assert _run_name(["runs=[o/certify/sigma-0.5]"], ex) == "runs-[sigma-0.5]"  # ".5" is not an extension
+    assert _run_name(["model.weights_file=m/noise_0.25/checkpoint.pth.tar"], ex) == "model.weights_file-noise_0.25"
     assert _run_name(["x=.hidden"], ex) == "x-.hidden" and _run_name([".x=1"], ex).startswith("_")
     long = _run_name([f"k{i}={'v' * 20}" for i in range(12)], ex)
     assert len(long) <= 180 and long.startswith("k0-")

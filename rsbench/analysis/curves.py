@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from rsbench.analysis.intervals import bootstrap_mean_interval, certified_accuracy_intervals
+
 DEFAULT_RADII = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
 
 
@@ -24,16 +26,30 @@ def average_certified_radius(df: pd.DataFrame) -> float:
     return float(np.mean(df["radius"].to_numpy(dtype=float) * df["correct"].astype(bool).to_numpy()))
 
 
-def summary(df: pd.DataFrame, radii: Sequence[float] = DEFAULT_RADII) -> dict[str, float]:
-    """One row of the summary table: points, certified accuracy at ``radii``, ACR, abstain rate, time."""
+def summary(df: pd.DataFrame, radii: Sequence[float] = DEFAULT_RADII, level: float | None = 0.95) -> dict[str, float]:
+    """One row of the summary table: points, certified accuracy at ``radii``, ACR, abstain rate, time.
+
+    With ``level``, each certified accuracy and the ACR also get ``<column> lo`` / ``<column> hi``: the
+    test-point sampling interval at that level (:mod:`rsbench.analysis.intervals`), and ``level`` itself.
+    """
     out: dict[str, float] = {"points": len(df)}
-    for r, acc in zip(radii, certified_accuracy(df, radii), strict=True):
+    accs = certified_accuracy(df, radii)
+    cis = (certified_accuracy_intervals(df["correct"].to_numpy(), df["radius"].to_numpy(), radii, level)
+           if level is not None else None)
+    for k, (r, acc) in enumerate(zip(radii, accs, strict=True)):
         out[f"r={r:g}"] = acc
+        if cis is not None:
+            out[f"r={r:g} lo"], out[f"r={r:g} hi"] = cis[k]
     out["ACR"] = average_certified_radius(df)
+    if level is not None:
+        values = df["radius"].to_numpy(dtype=float) * df["correct"].astype(bool).to_numpy()
+        out["ACR lo"], out["ACR hi"] = bootstrap_mean_interval(values, level)
     out["abstain"] = float(np.mean(df["predict"].to_numpy() < 0)) if len(df) else float("nan")
     if "attack_inside" in df:
         out["attacked"] = attacked_certified_accuracy(df)
     out["s/point"] = float(df["time_s"].mean()) if len(df) else float("nan")
+    if level is not None:
+        out["level"] = level
     return out
 
 
@@ -55,16 +71,33 @@ def mark_unsound(label: str, df: pd.DataFrame) -> str:
     return f"{label} (unsound)" if not sound.any() else f"{label} ({int((~sound).sum())} rows unsound)"
 
 
-def summary_table(runs: dict[str, pd.DataFrame], radii: Sequence[float] = DEFAULT_RADII) -> pd.DataFrame:
-    """Summary rows indexed by run label."""
-    return pd.DataFrame({label: summary(df, radii) for label, df in runs.items()}).T
+def summary_table(runs: dict[str, pd.DataFrame], radii: Sequence[float] = DEFAULT_RADII,
+                  level: float | None = 0.95) -> pd.DataFrame:
+    """Summary rows indexed by run label (with interval columns at ``level`` unless it is None)."""
+    return pd.DataFrame({label: summary(df, radii, level) for label, df in runs.items()}).T
+
+
+def _bounds(table: pd.DataFrame) -> list[str]:
+    """The columns that have ``lo`` / ``hi`` interval columns beside them."""
+    return [c for c in table.columns if f"{c} lo" in table.columns and f"{c} hi" in table.columns]
+
+
+def _values(table: pd.DataFrame) -> list[str]:
+    return [c for c in table.columns if not str(c).endswith((" lo", " hi")) and c != "level"]
 
 
 def format_table(table: pd.DataFrame, digits: int = 3) -> str:
-    """The summary table as aligned text for the terminal."""
-    fmt = {c: (lambda v: f"{int(v)}") if c == "points" else (lambda v, d=digits: f"{v:.{d}f}")
-           for c in table.columns}
-    return table.to_string(formatters=fmt)
+    """The summary table as aligned text for the terminal; with intervals, each run's row is followed by
+    a row of ``lo-hi`` intervals labelled with the level (e.g. "  95% CI")."""
+    cols, with_ci = _values(table), _bounds(table)
+    rows, index = [], []
+    for label, row in table.iterrows():
+        rows.append([_cell(c, row[c], digits) for c in cols])
+        index.append(str(label))
+        if with_ci:
+            rows.append([f"{row[c + ' lo']:.2f}-{row[c + ' hi']:.2f}" if c in with_ci else "" for c in cols])
+            index.append(f"  {100 * float(row['level']):g}% CI")
+    return pd.DataFrame(rows, index=index, columns=cols).to_string()
 
 
 def _cell(column: str, value: object, digits: int) -> str:
@@ -74,10 +107,15 @@ def _cell(column: str, value: object, digits: int) -> str:
 
 
 def to_markdown(table: pd.DataFrame, digits: int = 3) -> str:
-    """A GitHub-flavoured Markdown table (no extra dependency)."""
-    cols = ["run", *table.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    """A GitHub-flavoured Markdown table (no extra dependency); intervals as ``value [lo, hi]`` cells and
+    the level in the header."""
+    cols, with_ci = _values(table), _bounds(table)
+    level = f" ({100 * float(table['level'].iloc[0]):g}% CI)" if with_ci and len(table) else ""
+    lines = ["| " + " | ".join(["run", *(f"{c}{level}" if c in with_ci else c for c in cols)]) + " |",
+             "|" + "---|" * (len(cols) + 1)]
     for label, row in table.iterrows():
-        cells = [str(label)] + [_cell(c, v, digits) for c, v in row.items()]
+        cells = [str(label)] + [_cell(c, row[c], digits) + (f" [{row[c + ' lo']:.{digits}f}, "
+                                                             f"{row[c + ' hi']:.{digits}f}]" if c in with_ci else "")
+                                for c in cols]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rsbench.analysis.curves import certified_accuracy  # noqa: E402
+from rsbench.analysis.intervals import certified_accuracy_intervals  # noqa: E402
 
 
 @dataclass
@@ -24,15 +25,22 @@ class Curve:
 
 
 def plot_panels(panels: Mapping[str, Mapping[str, Curve]], out_stem: str | Path, title: str | None = None,
-                max_radius: float | None = None, points: int = 400) -> list[Path]:
-    """Draw each panel's curves (certified accuracy over a radius grid); save ``out_stem``.png and .pdf."""
+                max_radius: float | None = None, bands: float | None = None, points: int = 400) -> list[Path]:
+    """Draw each panel's curves (certified accuracy over a radius grid); save ``out_stem``.png and .pdf.
+
+    ``bands``: a confidence level; each curve gets a shaded Clopper–Pearson band for the test-point
+    sampling error at that level (:mod:`rsbench.analysis.intervals`), and the y-label says so."""
     frames = [c.df for curves in panels.values() for c in curves.values() if len(c.df)]
     top = max_radius or max([float(df["radius"].max()) for df in frames] + [0.5]) * 1.05
     grid = np.linspace(0.0, top, points)
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.9), squeeze=False, sharey=True)
     for ax, (panel_title, curves) in zip(axes[0], panels.items(), strict=True):
         for label, curve in curves.items():
-            ax.plot(grid, certified_accuracy(curve.df, grid), label=label, **{"lw": 1.6, **curve.style})
+            (line,) = ax.plot(grid, certified_accuracy(curve.df, grid), label=label, **{"lw": 1.6, **curve.style})
+            if bands is not None and len(curve.df):
+                ci = certified_accuracy_intervals(curve.df["correct"].to_numpy(), curve.df["radius"].to_numpy(),
+                                                  grid, bands)
+                ax.fill_between(grid, ci[:, 0], ci[:, 1], color=line.get_color(), alpha=0.15, lw=0)
         ax.set_xlabel("radius (l2)")
         ax.set_xlim(0, top)
         ax.set_ylim(0, 1)
@@ -40,7 +48,7 @@ def plot_panels(panels: Mapping[str, Mapping[str, Curve]], out_stem: str | Path,
         ax.legend(fontsize=7)
         if panel_title:
             ax.set_title(panel_title, fontsize=10)
-    axes[0][0].set_ylabel("certified accuracy")
+    axes[0][0].set_ylabel("certified accuracy" + (f" ({100 * bands:g}% CI bands)" if bands is not None else ""))
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
@@ -59,6 +67,6 @@ def save_figure(fig: plt.Figure, out_stem: str | Path) -> list[Path]:
 
 
 def plot_certified_accuracy(runs: Mapping[str, pd.DataFrame], out_stem: str | Path, title: str | None = None,
-                            max_radius: float | None = None) -> list[Path]:
+                            max_radius: float | None = None, bands: float | None = None) -> list[Path]:
     """One panel, one curve per run (Cohen et al.'s figure style)."""
-    return plot_panels({"": {label: Curve(df) for label, df in runs.items()}}, out_stem, title, max_radius)
+    return plot_panels({"": {label: Curve(df) for label, df in runs.items()}}, out_stem, title, max_radius, bands)

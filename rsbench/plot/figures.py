@@ -15,7 +15,7 @@ from rsbench.errors import require
 from rsbench.plot.certified_accuracy import Curve, plot_certified_accuracy, plot_panels
 from rsbench.registry import Registry
 
-FigureFn = Callable[[Mapping[str, pd.DataFrame], Path, "str | None", "float | None"], list[Path]]
+FigureFn = Callable[..., list[Path]]  # (runs, out_stem, title, max_radius, bands) -> the PNG and PDF paths
 FIGURES: Registry[FigureFn] = Registry("figure")
 FIGURES.register("certified_accuracy")(plot_certified_accuracy)
 
@@ -39,7 +39,7 @@ def _cert_label(meta: dict) -> str:
 
 @FIGURES.register("mog_fig1")
 def mog_figure1(runs: Mapping[str, pd.DataFrame], out_stem: Path, title: str | None = None,
-                max_radius: float | None = None) -> list[Path]:
+                max_radius: float | None = None, bands: float | None = None) -> list[Path]:
     """MoG paper, Figure 1: certified accuracy for K in {1, 2, 5, 10}, one panel per sigma interval."""
     colors = plt.get_cmap("viridis")
     items = sorted(_mog_runs(runs), key=lambda r: (r[1]["lo"], r[1]["hi"], r[1]["K"], r[1]["cert"]))
@@ -49,12 +49,12 @@ def mog_figure1(runs: Mapping[str, pd.DataFrame], out_stem: Path, title: str | N
         style = {"color": colors(ks.index(m["K"]) / max(1, len(ks) - 1) * 0.85), "linestyle": _CERT_STYLE[m["cert"]]}
         panel = panels.setdefault(f"σ ∈ [{m['lo']:g}, {m['hi']:g}]", {})
         panel[f"K={m['K']} {_cert_label(m)}"] = Curve(df, style)
-    return plot_panels(panels, out_stem, title, max_radius)
+    return plot_panels(panels, out_stem, title, max_radius, bands)
 
 
 @FIGURES.register("mog_fig2")
 def mog_figure2(runs: Mapping[str, pd.DataFrame], out_stem: Path, title: str | None = None,
-                max_radius: float | None = None) -> list[Path]:
+                max_radius: float | None = None, bands: float | None = None) -> list[Path]:
     """MoG paper, Figure 2: K = 10 with several sigma intervals; one panel per certificate."""
     colors = plt.get_cmap("plasma")
     items = sorted(_mog_runs(runs), key=lambda r: (r[1]["cert"], r[1]["lo"], r[1]["hi"]))
@@ -64,7 +64,7 @@ def mog_figure2(runs: Mapping[str, pd.DataFrame], out_stem: Path, title: str | N
         style = {"color": colors(intervals.index((m["lo"], m["hi"])) / max(1, len(intervals) - 1) * 0.85)}
         panels.setdefault(f"K={m['K']}, certificate {_cert_label(m)}", {})[f"σ ∈ [{m['lo']:g}, {m['hi']:g}]"] = \
             Curve(df, style)
-    return plot_panels(panels, out_stem, title, max_radius)
+    return plot_panels(panels, out_stem, title, max_radius, bands)
 
 
 _BOUNDS_PANEL = {"bernstein": "sound: empirical Bernstein bounds", "hoeffding": "sound: Hoeffding bounds",
@@ -73,7 +73,7 @@ _BOUNDS_PANEL = {"bernstein": "sound: empirical Bernstein bounds", "hoeffding": 
 
 @FIGURES.register("idrs_fig1")
 def idrs_figure1(runs: Mapping[str, pd.DataFrame], out_stem: Path, title: str | None = None,
-                 max_radius: float | None = None) -> list[Path]:
+                 max_radius: float | None = None, bands: float | None = None) -> list[Path]:
     """IDRS paper, Figure 1: IDRS vs soft Gaussian RS (sigma 0.25 / 0.5 / 1); one panel per kind of bounds."""
     colors = plt.get_cmap("viridis")
     panels: dict[str, dict[str, Curve]] = {}
@@ -89,7 +89,7 @@ def idrs_figure1(runs: Mapping[str, pd.DataFrame], out_stem: Path, title: str | 
             {"color": colors(sigmas.index(sigma) / max(1, len(sigmas) - 1) * 0.85), "linestyle": "--"}
         name = "IDRS" if is_idrs else f"standard RS σ={sigma:g}"
         panels.setdefault(_BOUNDS_PANEL.get(bounds, bounds), {})[name] = Curve(df, style)
-    return plot_panels(panels, out_stem, title, max_radius)
+    return plot_panels(panels, out_stem, title, max_radius, bands)
 
 
 _NORM_STYLE = {"mahalanobis": {"color": "crimson", "lw": 2.2}, "l2": {"color": "tab:blue", "linestyle": "--"},
@@ -98,7 +98,7 @@ _NORM_STYLE = {"mahalanobis": {"color": "crimson", "lw": 2.2}, "l2": {"color": "
 
 @FIGURES.register("dsmooth_fig1")
 def dsmooth_figure1(runs: Mapping[str, pd.DataFrame], out_stem: Path, title: str | None = None,
-                    max_radius: float | None = None) -> list[Path]:
+                    max_radius: float | None = None, bands: float | None = None) -> list[Path]:
     """DSmooth, Figure 1 style: DSmooth (Mahalanobis) vs RandSmooth (l2) vs LSmooth (l1), each in its own norm;
     a second panel puts every method in l2 (DSmooth: the largest l2 ball inside its certified ellipsoid) and
     adds the attacked certified accuracy when the runs carry it."""
@@ -122,11 +122,11 @@ def dsmooth_figure1(runs: Mapping[str, pd.DataFrame], out_stem: Path, title: str
     panels = {"each in its own norm (not comparable)": own}
     if same:
         panels["all in l2"] = same
-    return plot_panels(panels, out_stem, title, max_radius)
+    return plot_panels(panels, out_stem, title, max_radius, bands)
 
 
 def _sweep_figure(runs: Mapping[str, pd.DataFrame], out_stem: Path, title: str | None, max_radius: float | None,
-                  column: str) -> list[Path]:
+                  column: str, bands: float | None = None) -> list[Path]:
     """One curve per value of ``column`` (DSmooth Fig. 3: k; Fig. 4/5: n and alpha), one panel per method."""
     colors = plt.get_cmap("viridis")
     items = []
@@ -138,10 +138,10 @@ def _sweep_figure(runs: Mapping[str, pd.DataFrame], out_stem: Path, title: str |
     for method, value, df in sorted(items, key=lambda t: (t[0], t[1])):
         style = {"color": colors(values.index(value) / max(1, len(values) - 1) * 0.85)}
         panels.setdefault(method, {})[f"{column} = {value:g}"] = Curve(df, style)
-    return plot_panels(panels, out_stem, title, max_radius)
+    return plot_panels(panels, out_stem, title, max_radius, bands)
 
 
 for _column in ("k", "n", "alpha"):
     FIGURES.register(f"sweep_{_column}")(
-        lambda runs, out_stem, title=None, max_radius=None, _c=_column: _sweep_figure(runs, out_stem, title,
-                                                                                      max_radius, _c))
+        lambda runs, out_stem, title=None, max_radius=None, bands=None, _c=_column: _sweep_figure(
+            runs, out_stem, title, max_radius, _c, bands))

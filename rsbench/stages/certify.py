@@ -10,6 +10,7 @@ import torch
 from omegaconf import DictConfig
 
 from rsbench.analysis.curves import format_table, mark_unsound, summary_table
+from rsbench.analysis.intervals import check_level
 from rsbench.certify.bounds import max_certifiable_p
 from rsbench.certify.sequential import SequentialSpec
 from rsbench.errors import check_count, check_positive, check_probability, require
@@ -44,6 +45,7 @@ def certify(cfg: DictConfig, out: Path) -> None:
         require(c.max_radius is not None, "certify.sequential=true needs certify.max_radius=<radius to certify>")
         sequential = SequentialSpec(check_count("certify.seq_n_min", c.seq_n_min),
                                     check_positive("certify.max_radius", c.max_radius))
+    level = None if cfg.get("ci_level") is None else check_level(cfg.ci_level)
     settings = {"n0": n0, "n": n, "alpha": alpha}
     if sequential:
         settings["sequential"] = {"n_min": sequential.n_min, "max_radius": sequential.max_radius}
@@ -71,9 +73,9 @@ def certify(cfg: DictConfig, out: Path) -> None:
     df = pd.read_csv(run.csv_path)
     label = mark_unsound(method.label(), df)
     title = f"{label}, {run.meta['arch']}, n={n}, {run.spec.name}"
-    figure = plot_certified_accuracy({label: df}, out / "certified_accuracy", title=title)
+    figure = plot_certified_accuracy({label: df}, out / "certified_accuracy", title=title, bands=level)
     print(f"\n{run.csv_path}  ({run.spec.name}, {run.meta['arch']}, n0={n0}, n={n}, alpha={alpha})")
-    print(format_table(summary_table({label: df}, list(cfg.radii))))
+    print(format_table(summary_table({label: df}, list(cfg.radii), level)))
     print(f"figure: {figure[0]}", flush=True)
     if label != method.label():  # the last thing the user reads
         log.warning("radii in %s are NOT sound (sound=False; certificate %s): they are not proofs. %s",

@@ -43,7 +43,9 @@ def _short_path(path: str) -> str:
     parts = [p for p in re.split(r"[/\\]", path) if p not in ("", ".", "..")]
     if not parts:
         return "root"
-    stem = parts[-1].rsplit(".", 1)[0] if "." in parts[-1].lstrip(".") else parts[-1]
+    stem = parts[-1]
+    while re.search(r".\.[A-Za-z][A-Za-z0-9]{0,4}$", stem):  # file extensions (.pt, .pth.tar, .csv), not ".5"
+        stem = stem.rsplit(".", 1)[0]
     if stem in _GENERIC_STEMS and len(parts) > 1:
         stem = parts[-2]
     return stem.replace("__", ",")

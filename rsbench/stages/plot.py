@@ -9,6 +9,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from rsbench.analysis.curves import format_table, mark_unsound, summary_table, to_markdown
+from rsbench.analysis.intervals import check_level
 from rsbench.errors import RsbenchError, require
 from rsbench.methods import make_method
 from rsbench.plot.figures import FIGURES
@@ -63,9 +64,10 @@ def plot(cfg: DictConfig, out: Path) -> None:
         marked = mark_unsound(label, df)
         unsound += marked != label
         frames[marked] = df
-    table = summary_table(frames, list(cfg.radii))
+    level = None if cfg.get("ci_level") is None else check_level(cfg.ci_level)
+    table = summary_table(frames, list(cfg.radii), level)
     stem = out / cfg.name
-    figs = FIGURES.get(cfg.figure)(frames, stem, cfg.title, cfg.max_radius)
+    figs = FIGURES.get(cfg.figure)(frames, stem, cfg.title, cfg.max_radius, level if cfg.get("bands", True) else None)
     table.to_csv(stem.with_suffix(".csv"), index_label="run")
     stem.with_suffix(".md").write_text(to_markdown(table))
     print(format_table(table))
