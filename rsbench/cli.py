@@ -13,6 +13,7 @@ STAGES = {
     "plot": "certified-accuracy figure and table from one or more certify runs",
     "robustness": "SRA robustness metrics of one network: margin/RS radius, noise and corruption curves, AUCs",
     "merge": "merge the run dirs of a sharded certify (or predict) run into one CSV",
+    "compare": "paired comparison of two certify runs on the same points: differences with intervals, McNemar",
 }
 
 USAGE = "usage: rsbench <stage> [hydra overrides ...]\n\nstages:\n" + "".join(
@@ -36,9 +37,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"rsbench: error: unknown stage {stage!r}; valid stages: {', '.join(STAGES)}"
               f"{suggest(stage, list(STAGES))}", file=sys.stderr)
         sys.exit(2)
-    if stage == "merge":  # not a Hydra app: it takes run dirs, not overrides
-        from rsbench.sharding import main as merge_main
-        merge_main(args[1:])
+    if stage in ("merge", "compare"):  # not Hydra apps: they take run dirs, not overrides
+        module = importlib.import_module("rsbench.sharding" if stage == "merge" else "rsbench.compare")
+        module.main(args[1:])
         return
     module = importlib.import_module(f"rsbench.stages.{stage}")
     from rsbench.config_check import check_overrides

@@ -1,0 +1,69 @@
+"""``rsbench compare``: paired differences of two certify runs (bootstrap interval coverage, McNemar, CLI)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import binomtest
+
+from conftest import TINY_CERTIFY, run_cli
+from rsbench.analysis.paired import align, paired_comparison
+from rsbench.errors import RsbenchError
+
+
+def _run(correct, radius, idx=None) -> pd.DataFrame:
+    n = len(correct)
+    return pd.DataFrame({"idx": np.arange(n) if idx is None else idx, "label": np.zeros(n, int),
+                         "correct": np.asarray(correct, int), "radius": np.asarray(radius, float)})
+
+
+def test_paired_interval_covers_the_true_difference() -> None:
+    """Correlated pairs: each point is hard (both fail), easy (both certify) or certified by one run only."""
+    rng = np.random.default_rng(0)
+    level, trials, m = 0.9, 300, 200
+    probs = [0.3, 0.5, 0.15, 0.05]  # both fail, both certify, A only, B only -> true A - B = 0.10
+    covered = 0
+    for t in range(trials):
+        kind = rng.choice(4, size=m, p=probs)
+        a, b = np.isin(kind, (1, 2)), np.isin(kind, (1, 3))
+        table = paired_comparison(_run(a, a * 1.0), _run(b, b * 1.0), [0.5], level, draws=1000, seed=t)
+        covered += table.loc[0, "lo"] <= 0.10 <= table.loc[0, "hi"]
+    assert abs(covered / trials - level) <= 3 * np.sqrt(level * (1 - level) / trials) + 0.02
+
+
+def test_table_values_and_mcnemar() -> None:
+    a = _run([1, 1, 1, 0, 1, 0], [0.8, 0.3, 0.6, 0.0, 0.9, 0.0])
+    b = _run([1, 0, 1, 1, 1, 0], [0.2, 0.0, 0.7, 0.4, 0.9, 0.0])
+    t = paired_comparison(a, b, [0.0, 0.5]).set_index("measure")
+    assert t.loc["r=0", "A"] == pytest.approx(4 / 6) and t.loc["r=0", "B"] == pytest.approx(4 / 6)
+    assert (t.loc["r=0.5", "A only"], t.loc["r=0.5", "B only"]) == (1, 0)  # point 0: A 0.8 vs B 0.2
+    assert t.loc["r=0.5", "mcnemar_p"] == pytest.approx(binomtest(1, 1, 0.5).pvalue)
+    acr = (np.array([0.8, 0.3, 0.6, 0, 0.9, 0]) - np.array([0.2, 0, 0.7, 0.4, 0.9, 0])).mean()
+    assert t.loc["ACR", "A-B"] == pytest.approx(acr) and t.loc["ACR", "lo"] <= acr <= t.loc["ACR", "hi"]
+
+
+def test_only_common_points_and_refusals() -> None:
+    a, b = _run([1, 1, 0], [1, 1, 0], idx=[0, 10, 20]), _run([1, 0], [1, 0], idx=[10, 20])
+    assert len(align(a, b)[0]) == 2
+    with pytest.raises(RsbenchError, match="no test point in common"):
+        align(a, _run([1], [1], idx=[5]))
+    c = _run([1, 0], [1, 0], idx=[10, 20]).assign(label=[3, 3])
+    with pytest.raises(RsbenchError, match="disagree on the labels"):
+        align(a, c)
+
+
+def test_cli_compare(tmp_path, tiny_model, capsys) -> None:
+    from rsbench import cli
+
+    for name, sigma in (("a", 0.25), ("b", 0.5)):
+        run_cli(["certify", *TINY_CERTIFY, f"sigma={sigma}", f"model.checkpoint={tiny_model}",
+                 f"hydra.run.dir={tmp_path / name}"], tmp_path)
+    capsys.readouterr()
+    cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--radii", "0,0.25", "-o", str(tmp_path / "c.csv")])
+    out = capsys.readouterr().out
+    assert "6 common test points" in out and "95% CI (paired)" in out and "McNemar p" in out
+    assert list(pd.read_csv(tmp_path / "c.csv")["measure"]) == ["r=0", "r=0.25", "ACR"]
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "nowhere")])
+    assert exc.value.code == 2 and "neither a certify.csv" in capsys.readouterr().err
