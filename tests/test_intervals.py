@@ -65,3 +65,31 @@ def test_summary_tables_show_intervals_and_their_level() -> None:
     assert "r=0.5 lo" not in plain.columns and "CI" not in format_table(plain)
     with pytest.raises(RsbenchError, match="strictly between 0 and 1"):
         check_level(1.5)
+
+
+def test_across_seeds_is_the_t_interval() -> None:
+    from scipy.stats import t
+
+    from rsbench.analysis.seeds import across_seeds
+
+    v = np.array([[0.5, 1.0], [0.7, 1.2], [0.6, 0.8]])
+    mean, lo, hi = across_seeds(v, 0.95)
+    half = t.ppf(0.975, 2) * v.std(axis=0, ddof=1) / np.sqrt(3)
+    assert np.allclose(mean, v.mean(0)) and np.allclose(lo, mean - half) and np.allclose(hi, mean + half)
+
+
+def test_plot_aggregates_runs_that_differ_only_in_seed(tmp_path) -> None:
+    """certify -m seed=0,1,2 (a model per seed, noise per seed) -> plot: one curve and one row, '(3 seeds)'."""
+    from conftest import TINY_CERTIFY, run_cli
+    from rsbench.analysis.curves import summary
+
+    sweep = tmp_path / "sweep"
+    run_cli(["certify", "-m", *TINY_CERTIFY, "seed=0,1,2", f"hydra.sweep.dir={sweep}"], tmp_path)
+    run_cli(["plot", f"runs=[{sweep}]", "radii=[0,0.25]", f"hydra.run.dir={tmp_path / 'plot'}"], tmp_path)
+    table = pd.read_csv(tmp_path / "plot" / "certified_accuracy.csv", index_col="run")
+    assert len(table) == 1 and table.index[0].endswith("(3 seeds)") and table.iloc[0]["seeds"] == 3
+    per_seed = [summary(pd.read_csv(p), [0, 0.25], None) for p in sorted(sweep.glob("*/certify.csv"))]
+    assert len(per_seed) == 3
+    row = table.iloc[0]
+    assert row["ACR"] == pytest.approx(np.mean([s["ACR"] for s in per_seed]))
+    assert row["r=0 lo"] <= row["r=0"] <= row["r=0 hi"]

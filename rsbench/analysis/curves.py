@@ -95,14 +95,18 @@ def format_table(table: pd.DataFrame, digits: int = 3) -> str:
         rows.append([_cell(c, row[c], digits) for c in cols])
         index.append(str(label))
         if with_ci:
-            rows.append([f"{row[c + ' lo']:.2f}-{row[c + ' hi']:.2f}" if c in with_ci else "" for c in cols])
-            index.append(f"  {100 * float(row['level']):g}% CI")
+            rows.append([f"{row[c + ' lo']:.2f}-{row[c + ' hi']:.2f}" if c in with_ci and not np.isnan(row[c + " lo"])
+                         else "" for c in cols])
+            across = "seeds" in row and not np.isnan(row["seeds"])
+            index.append(f"  {100 * float(row['level']):g}% CI{' across seeds' if across else ''}")
     return pd.DataFrame(rows, index=index, columns=cols).to_string()
 
 
 def _cell(column: str, value: object, digits: int) -> str:
     if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-        return f"{int(value)}" if column == "points" else f"{value:.{digits}f}"
+        if np.isnan(value):
+            return ""
+        return f"{int(value)}" if column in ("points", "seeds") else f"{value:.{digits}f}"
     return "" if value is None else str(value)
 
 

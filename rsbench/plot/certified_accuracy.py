@@ -16,6 +16,7 @@ import pandas as pd  # noqa: E402
 
 from rsbench.analysis.curves import certified_accuracy  # noqa: E402
 from rsbench.analysis.intervals import certified_accuracy_intervals  # noqa: E402
+from rsbench.analysis.seeds import across_seeds  # noqa: E402
 
 
 @dataclass
@@ -36,10 +37,17 @@ def plot_panels(panels: Mapping[str, Mapping[str, Curve]], out_stem: str | Path,
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.9), squeeze=False, sharey=True)
     for ax, (panel_title, curves) in zip(axes[0], panels.items(), strict=True):
         for label, curve in curves.items():
-            (line,) = ax.plot(grid, certified_accuracy(curve.df, grid), label=label, **{"lw": 1.6, **curve.style})
-            if bands is not None and len(curve.df):
-                ci = certified_accuracy_intervals(curve.df["correct"].to_numpy(), curve.df["radius"].to_numpy(),
-                                                  grid, bands)
+            replicates = curve.df.attrs.get("replicates")  # runs over several seeds: mean and t-interval
+            if replicates:
+                mean, lo, hi = across_seeds(np.array([certified_accuracy(df, grid) for df in replicates]),
+                                            bands or 0.95)
+                ci = np.clip(np.stack([lo, hi], axis=1), 0, 1)
+            else:
+                mean = certified_accuracy(curve.df, grid)
+                ci = (certified_accuracy_intervals(curve.df["correct"].to_numpy(), curve.df["radius"].to_numpy(),
+                                                   grid, bands) if bands is not None and len(curve.df) else None)
+            (line,) = ax.plot(grid, mean, label=label, **{"lw": 1.6, **curve.style})
+            if bands is not None and ci is not None:
                 ax.fill_between(grid, ci[:, 0], ci[:, 1], color=line.get_color(), alpha=0.15, lw=0)
         ax.set_xlabel("radius (l2)")
         ax.set_xlim(0, top)

@@ -8,8 +8,9 @@ import hydra
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from rsbench.analysis.curves import format_table, mark_unsound, summary_table, to_markdown
+from rsbench.analysis.curves import format_table, mark_unsound, summary, to_markdown
 from rsbench.analysis.intervals import check_level
+from rsbench.analysis.seeds import replicate_key, seed_summary
 from rsbench.errors import RsbenchError, require
 from rsbench.methods import make_method
 from rsbench.plot.figures import FIGURES
@@ -30,16 +31,30 @@ def csvs_of(run: str) -> list[Path]:
     return found
 
 
-def _label(csv_path: Path) -> str:
-    """A legend label from the run's saved Hydra config: method label and dataset."""
+def _saved_config(csv_path: Path) -> dict | None:
     saved = csv_path.parent / ".hydra" / "config.yaml"
-    if not saved.exists():
+    return plain(OmegaConf.load(saved)) if saved.exists() else None
+
+
+def _label(csv_path: Path, config: dict | None) -> str:
+    """A legend label from the run's saved Hydra config: method label and dataset."""
+    if config is None:
         return csv_path.parent.name
-    cfg = OmegaConf.load(saved)
     try:
-        return f"{make_method(plain(cfg.method)).label()}, {cfg.dataset.name}"
-    except (RsbenchError, AttributeError):
+        return f"{make_method(config['method']).label()}, {config['dataset']['name']}"
+    except (RsbenchError, KeyError, TypeError):
         return csv_path.parent.name
+
+
+def _read(path: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise RsbenchError(f"{path} is empty or not a CSV ({type(exc).__name__}: "
+                           f"{(str(exc).splitlines() or [''])[0]})") from None
+    missing = [c for c in REQUIRED if c not in df.columns]
+    require(not missing, f"{path} lacks columns {missing}; is it a certify.csv?")
+    return df
 
 
 def plot(cfg: DictConfig, out: Path) -> None:
@@ -48,24 +63,31 @@ def plot(cfg: DictConfig, out: Path) -> None:
     labels = list(cfg.labels) if cfg.labels else []
     paths = [p for run in runs for p in csvs_of(run)]
     require(not labels or len(labels) == len(paths), f"labels has {len(labels)} entries for {len(paths)} runs")
-    frames: dict[str, pd.DataFrame] = {}
-    unsound = 0
+    level = None if cfg.get("ci_level") is None else check_level(cfg.ci_level)
+    # runs whose saved configs differ only in seed are replicates: one curve and one row, mean over seeds
+    groups: dict[str, list[tuple[Path, pd.DataFrame, str]]] = {}
     for k, path in enumerate(paths):
-        try:
-            df = pd.read_csv(path)
-        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-            raise RsbenchError(f"{path} is empty or not a CSV ({type(exc).__name__}: "
-                               f"{(str(exc).splitlines() or [''])[0]})") from None
-        missing = [c for c in REQUIRED if c not in df.columns]
-        require(not missing, f"{path} lacks columns {missing}; is it a certify.csv?")
-        label = labels[k] if labels else _label(path)
+        config = _saved_config(path)
+        label = labels[k] if labels else _label(path, config)
+        groups.setdefault(replicate_key(config, str(path)) + label, []).append((path, _read(path), label))
+    frames: dict[str, pd.DataFrame] = {}
+    rows: dict[str, dict] = {}
+    unsound = 0
+    for members in groups.values():
+        path, df, label = members[0]
+        if len(members) > 1:
+            label = f"{label} ({len(members)} seeds)"
+            replicates = [m[1] for m in members]
+            df = pd.concat(replicates, ignore_index=True)
+            df.attrs["replicates"] = replicates
         if label in frames:
             label = f"{label} ({path.parent.name})"
         marked = mark_unsound(label, df)
         unsound += marked != label
         frames[marked] = df
-    level = None if cfg.get("ci_level") is None else check_level(cfg.ci_level)
-    table = summary_table(frames, list(cfg.radii), level)
+        rows[marked] = (seed_summary(df.attrs["replicates"], list(cfg.radii), level) if len(members) > 1
+                        else summary(df, list(cfg.radii), level))
+    table = pd.DataFrame(rows).T
     stem = out / cfg.name
     figs = FIGURES.get(cfg.figure)(frames, stem, cfg.title, cfg.max_radius, level if cfg.get("bands", True) else None)
     table.to_csv(stem.with_suffix(".csv"), index_label="run")
