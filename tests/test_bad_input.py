@@ -71,7 +71,7 @@ def test_unknown_stage(capsys) -> None:
     from rsbench import cli
     with pytest.raises(SystemExit):
         cli.main(["certfy"])
-    assert "valid stages: train, certify, predict, plot, robustness, merge; did you mean 'certify'?" in \
+    assert "valid stages: train, certify, predict, plot, robustness, merge, compare; did you mean 'certify'?" in \
         capsys.readouterr().err
 
 
