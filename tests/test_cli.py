@@ -92,63 +92,60 @@ def test_kill_and_resume_subprocess(tmp_path, tiny_model) -> None:
     pd.testing.assert_frame_equal(read_rows(csv), read_rows(ref / "certify.csv"))
 
 
-@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_interrupt_is_one_line_and_resumable(tmp_path, tiny_model, sig, code) -> None:
-    """Ctrl-C (SIGINT) or a batch system's SIGTERM: one line, exit 128 + signal, no traceback; the same
-    command then finishes with the uninterrupted run's rows."""
+def _interrupt_then_rerun(args: list[str], tmp_path, watch: str, lines: int, sig: int, code: int, interrupted):
+    """Start ``rsbench <args>`` (run dir tmp_path/run), send ``sig`` once run/``watch`` has ``lines`` lines,
+    check the one-line exit with ``code`` and ``interrupted(run dir)``, then re-run the same command and an
+    uninterrupted reference (tmp_path/ref) to completion. Returns (the run dir, the reference dir)."""
     import os
     import subprocess
     import sys
 
-    args = ["certify", *TINY_CERTIFY, "certify.n=4000", "certify.max=1000", f"model.checkpoint={tiny_model}",
-            f"outputs_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}"]
-    proc = subprocess.Popen([sys.executable, "-m", "rsbench.cli", *args], cwd=tmp_path, text=True,
+    run, ref = tmp_path / "run", tmp_path / "ref"
+    watch = run / watch
+    full = [*args, f"outputs_dir={tmp_path}", f"hydra.run.dir={run}"]
+    proc = subprocess.Popen([sys.executable, "-m", "rsbench.cli", *full], cwd=tmp_path, text=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ)
-    csv = tmp_path / "run" / "certify.csv"
     deadline = time.time() + 120
-    while time.time() < deadline and not (csv.exists() and len(csv.read_text().splitlines()) >= 3):
-        time.sleep(0.05)
+    while time.time() < deadline and not (watch.exists() and len(watch.read_text().splitlines()) >= lines):
+        time.sleep(0.02)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err[-2000:]
     assert "Traceback" not in err
-    assert err.strip().splitlines()[-1] == "rsbench certify: interrupted; re-run the same command to resume"
-    assert 2 <= len(csv.read_text().splitlines()) - 1 < 20
-    done = run_cli_subprocess(args, tmp_path)
-    assert done.returncode == 0, done.stderr[-2000:]
-    ref = tmp_path / "ref"
-    assert run_cli_subprocess([*args[:-1], f"hydra.run.dir={ref}"], tmp_path).returncode == 0
-    pd.testing.assert_frame_equal(read_rows(csv), read_rows(ref / "certify.csv"))
+    assert err.strip().splitlines()[-1] == f"rsbench {args[0]}: interrupted; re-run the same command to resume"
+    interrupted(run)
+    for command in (full, [*full[:-1], f"hydra.run.dir={ref}"]):
+        done = run_cli_subprocess(command, tmp_path)
+        assert done.returncode == 0, done.stderr[-2000:]
+    return run, ref
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_is_one_line_and_resumable(tmp_path, tiny_model, sig, code) -> None:
+    """Ctrl-C (SIGINT) or a batch system's SIGTERM: one line, exit 128 + signal, no traceback; the same
+    command then finishes with the uninterrupted run's rows."""
+    args = ["certify", *TINY_CERTIFY, "certify.n=4000", "certify.max=1000", f"model.checkpoint={tiny_model}"]
+
+    def stopped_part_way(run) -> None:  # rows flushed up to the signal, far from all 20
+        assert 2 <= len((run / "certify.csv").read_text().splitlines()) - 1 < 20
+
+    run, ref = _interrupt_then_rerun(args, tmp_path, "certify.csv", 3, sig, code, stopped_part_way)
+    pd.testing.assert_frame_equal(read_rows(run / "certify.csv"), read_rows(ref / "certify.csv"))
 
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupted_training_is_one_line_and_reruns_to_the_same_model(tmp_path, sig, code) -> None:
     """Ctrl-C / SIGTERM during training: one line, exit 128 + signal, no model.pt half-written; the same
     command then trains the model an uninterrupted run gives (every draw is seeded)."""
-    import os
-    import subprocess
-    import sys
-
     import torch
 
-    args = ["train", "model=mlp", "model.params.widths=[64]", "train.epochs=40", "train.max_examples=800",
-            f"outputs_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}"]
-    proc = subprocess.Popen([sys.executable, "-m", "rsbench.cli", *args], cwd=tmp_path, text=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ)
-    log = tmp_path / "run" / "train_log.csv"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 2):
-        time.sleep(0.02)
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == code, err[-2000:]
-    assert "Traceback" not in err
-    assert err.strip().splitlines()[-1] == "rsbench train: interrupted; re-run the same command to resume"
-    assert not (tmp_path / "run" / "model.pt").exists()
-    assert run_cli_subprocess(args, tmp_path).returncode == 0
-    ref = tmp_path / "ref"
-    assert run_cli_subprocess([*args[:-1], f"hydra.run.dir={ref}"], tmp_path).returncode == 0
-    a = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["state_dict"]
+    args = ["train", "model=mlp", "model.params.widths=[64]", "train.epochs=40", "train.max_examples=800"]
+
+    def no_model(run) -> None:
+        assert not (run / "model.pt").exists()
+
+    run, ref = _interrupt_then_rerun(args, tmp_path, "train_log.csv", 2, sig, code, no_model)
+    a = torch.load(run / "model.pt", weights_only=True)["state_dict"]
     b = torch.load(ref / "model.pt", weights_only=True)["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 

@@ -54,3 +54,4 @@ def test_precision_is_part_of_the_fingerprint_and_checked(tmp_path, tiny_model, 
     with pytest.raises(SystemExit) as exc:
         _certify(tmp_path, "bad", tiny_model, "certify.precision=int8")
     assert exc.value.code == 2 and "valid values: fp32, bf16, fp16" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()  # refused before anything was written

@@ -174,3 +174,13 @@ def test_cli_sequential_other_methods(tmp_path, tiny_model, method) -> None:
              f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
     df = pd.read_csv(tmp_path / "run" / "certify.csv")
     assert (df["n_used"] <= 3000).all() and (df["n_used"] >= 500).all() and df["sound"].all()
+
+
+def test_sequential_paper_certificate_under_mixture_stays_labelled_unsound() -> None:
+    shape = (1, 8, 8)
+    h = Halfspace(torch.randn(shape, generator=torch.Generator().manual_seed(3)), b=0.1)
+    method = make_method({"name": "mog", "K": 2, "sigma_min": 0.25, "sigma_max": 0.5, "certificate": "paper"})
+    x = point_at_distance(h, shape, 1.0)
+    row = method.certify(PointSampler(h, method.noise, x, 0, 2, 4000, 0), 100, 32_000, 0.001,
+                         SequentialSpec(n_min=1000, max_radius=0.1))
+    assert row["sound"] is False and row["n_used"] < 32_000

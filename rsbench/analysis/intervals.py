@@ -22,8 +22,10 @@ from scipy.stats import beta
 from rsbench.errors import RsbenchError
 
 
-def check_level(level: float) -> float:
-    """A confidence level strictly between 0 and 1."""
+def check_level(level: float | None) -> float | None:
+    """A confidence level strictly between 0 and 1 (None, "no intervals", passes through)."""
+    if level is None:
+        return None
     level = float(level)
     if not 0.0 < level < 1.0:
         raise RsbenchError(f"ci_level={level} is invalid: it must lie strictly between 0 and 1 (e.g. 0.95)")

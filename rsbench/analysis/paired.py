@@ -4,9 +4,9 @@ Both runs certified the same points, so their difference is estimated from per-p
 is much sharper than two separate intervals. At each radius r, point i is certified-correct in run A
 (a_i = correct and radius >= r) or not, likewise b_i:
 - the difference in certified accuracy, mean(a) - mean(b), gets a paired percentile-bootstrap interval
-  (points resampled together, seeded), and McNemar's exact test on the discordant points
-  (n_ab = #{a_i = 1, b_i = 0}, n_ba = #{a_i = 0, b_i = 1}; two-sided binomial test of n_ab ~ Bin(n_ab +
-  n_ba, 1/2));
+  (the bootstrap of the per-point differences a_i - b_i: points resampled together, seeded), and
+  McNemar's exact test on the discordant points (n_ab = #{a_i = 1, b_i = 0}, n_ba = #{a_i = 0, b_i = 1};
+  two-sided binomial test of n_ab ~ Bin(n_ab + n_ba, 1/2));
 - the difference in ACR, mean(radius_A * correct_A - radius_B * correct_B), the same paired bootstrap.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from rsbench.analysis.intervals import check_level
+from rsbench.analysis.intervals import bootstrap_mean_interval, check_level
 from rsbench.errors import RsbenchError
 
 
@@ -35,15 +35,6 @@ def align(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]
     return a, b
 
 
-def _paired_bootstrap(diff: np.ndarray, level: float, draws: int, seed: int) -> tuple[float, float]:
-    q = (1.0 - level) / 2.0
-    rng = np.random.default_rng(seed)
-    chunk = max(1, 2_000_000 // len(diff))
-    means = np.concatenate([diff[rng.integers(0, len(diff), size=(min(chunk, draws - i), len(diff)))].mean(axis=1)
-                            for i in range(0, draws, chunk)])
-    return float(np.quantile(means, q)), float(np.quantile(means, 1.0 - q))
-
-
 def paired_comparison(a: pd.DataFrame, b: pd.DataFrame, radii: Sequence[float], level: float = 0.95,
                       draws: int = 2000, seed: int = 0) -> pd.DataFrame:
     """One row per radius (and one for ACR): A, B, A - B, its paired interval, discordant counts, McNemar p."""
@@ -55,12 +46,12 @@ def paired_comparison(a: pd.DataFrame, b: pd.DataFrame, radii: Sequence[float], 
     for r in radii:
         xa, xb = ca & (ra >= r), cb & (rb >= r)
         n_ab, n_ba = int(np.sum(xa & ~xb)), int(np.sum(~xa & xb))
-        lo, hi = _paired_bootstrap(xa.astype(float) - xb.astype(float), level, draws, seed)
+        lo, hi = bootstrap_mean_interval(xa.astype(float) - xb.astype(float), level, draws, seed)
         p = binomtest(n_ab, n_ab + n_ba, 0.5).pvalue if n_ab + n_ba else 1.0
         rows.append({"measure": f"r={r:g}", "A": xa.mean(), "B": xb.mean(), "A-B": xa.mean() - xb.mean(),
                      "lo": lo, "hi": hi, "A only": n_ab, "B only": n_ba, "mcnemar_p": float(p)})
     d = ra * ca - rb * cb
-    lo, hi = _paired_bootstrap(d, level, draws, seed)
+    lo, hi = bootstrap_mean_interval(d, level, draws, seed)
     rows.append({"measure": "ACR", "A": float(np.mean(ra * ca)), "B": float(np.mean(rb * cb)), "A-B": float(d.mean()),
                  "lo": lo, "hi": hi, "A only": None, "B only": None, "mcnemar_p": None})
     out = pd.DataFrame(rows)

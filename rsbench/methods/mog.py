@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 from rsbench.certify.bounds import clopper_pearson_lower
 from rsbench.certify.certificates import mixture_componentwise_radius, mixture_margin, mog_paper_radius, mog_sum_radius
@@ -88,10 +89,15 @@ class MixtureOfGaussiansSmoothing:
         if not self.stratified:
             return [sampler.counts(n, PHASE_ESTIMATE, temperature=self.temperature).numpy()], [n]
         alloc = stratified_allocation(n, self.weights)
-        sums = [sampler.counts(n_k, PHASE_ESTIMATE, noise=self.mixture.component(k),
-                               stream=() if self.K == 1 else (k,), temperature=self.temperature).numpy()
-                for k, n_k in enumerate(alloc)]
-        return sums, alloc
+        return [self._component(sampler, k, n_k, temperature=self.temperature).numpy()
+                for k, n_k in enumerate(alloc)], alloc
+
+    def _component(self, sampler: PointSampler, k: int, num: int, start: int = 0,
+                   temperature: float | None = None) -> torch.Tensor:
+        """Estimation-phase sums over draws start..start+num-1 of component k's own stream (K = 1: the
+        method's one stream, so K = 1 reproduces Gaussian RS)."""
+        return sampler.counts(num, PHASE_ESTIMATE, noise=self.mixture.component(k),
+                              stream=() if self.K == 1 else (k,), temperature=temperature, start=start)
 
     def _bounds(self, total: np.ndarray, n: int, top: int,
                 alpha: float) -> tuple[float, float | None, np.ndarray | None]:
@@ -150,16 +156,12 @@ class MixtureOfGaussiansSmoothing:
         n_j (looks doubling from ``sequential.n_min``), bounds at alpha / (K J); stop once the radius reaches
         ``sequential.max_radius``. Returns (radius, sum_k w_k a_k, draws used)."""
 
-        def top_count(k: int, num: int) -> int:
-            if num == 0:
-                return 0
-            return int(sampler.counts(num, PHASE_ESTIMATE, noise=self.mixture.component(k),
-                                      stream=() if self.K == 1 else (k,))[top])
+        def top_count(k: int, num: int, start: int = 0) -> int:
+            return int(self._component(sampler, k, num, start)[top]) if num > 0 else 0
 
         def successes_in(k: int, a: int, b: int) -> int:
             if a % BLOCK == 0 and b >= a:  # the increment: draws a..b-1 of component k's stream
-                return 0 if b == a else int(sampler.counts(b - a, PHASE_ESTIMATE, noise=self.mixture.component(k),
-                                                           stream=() if self.K == 1 else (k,), start=a)[top])
+                return top_count(k, b - a, a)
             return top_count(k, b) - top_count(k, a)  # not on a block boundary: recount the prefixes
 
         w, s = np.asarray(self.weights), np.asarray(self.sigmas)

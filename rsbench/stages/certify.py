@@ -45,7 +45,7 @@ def certify(cfg: DictConfig, out: Path) -> None:
         require(c.max_radius is not None, "certify.sequential=true needs certify.max_radius=<radius to certify>")
         sequential = SequentialSpec(check_count("certify.seq_n_min", c.seq_n_min),
                                     check_positive("certify.max_radius", c.max_radius))
-    level = None if cfg.get("ci_level") is None else check_level(cfg.ci_level)
+    level = check_level(cfg.get("ci_level"))
     settings = {"n0": n0, "n": n, "alpha": alpha}
     if sequential:
         settings["sequential"] = {"n_min": sequential.n_min, "max_radius": sequential.max_radius}

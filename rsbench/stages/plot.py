@@ -63,7 +63,7 @@ def plot(cfg: DictConfig, out: Path) -> None:
     labels = list(cfg.labels) if cfg.labels else []
     paths = [p for run in runs for p in csvs_of(run)]
     require(not labels or len(labels) == len(paths), f"labels has {len(labels)} entries for {len(paths)} runs")
-    level = None if cfg.get("ci_level") is None else check_level(cfg.ci_level)
+    level = check_level(cfg.get("ci_level"))
     # runs whose saved configs differ only in seed are replicates: one curve and one row, mean over seeds
     groups: dict[str, list[tuple[Path, pd.DataFrame, str]]] = {}
     for k, path in enumerate(paths):
