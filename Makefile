@@ -59,13 +59,13 @@ mnist-models: install         ## small CNNs on full MNIST trained at sigma 0.5 a
 
 mog-figures: mnist-models     ## MoG paper Fig. 1 and Fig. 2 on MNIST (paper and sound certificates)
 	$(RS) certify -m experiment=mog_mnist $(CERT_SCALE) K=1,2,5,10 method.sigma_min=0.25 method.sigma_max=0.5 \
-		method.certificate=paper,componentwise model.checkpoint=outputs/train/experiment-cohen_mnist__sigma-0.5/model.pt \
+		method.certificate=paper,componentwise,pooled model.checkpoint=outputs/train/experiment-cohen_mnist__sigma-0.5/model.pt \
 		hydra.sweep.dir=$(FIG)/mog/fig1_left
 	$(RS) certify -m experiment=mog_mnist $(CERT_SCALE) K=1,2,5,10 method.sigma_min=0.5 method.sigma_max=1.0 \
-		method.certificate=paper,componentwise model.checkpoint=outputs/train/experiment-cohen_mnist__sigma-1.0/model.pt \
+		method.certificate=paper,componentwise,pooled model.checkpoint=outputs/train/experiment-cohen_mnist__sigma-1.0/model.pt \
 		hydra.sweep.dir=$(FIG)/mog/fig1_right
 	$(RS) certify -m experiment=mog_mnist $(CERT_SCALE) K=10 method.sigma_min=0.12,0.25,0.5,0.75 method.sigma_max=1.0 \
-		method.certificate=paper,componentwise model.checkpoint=outputs/train/experiment-cohen_mnist__sigma-1.0/model.pt \
+		method.certificate=paper,componentwise,pooled model.checkpoint=outputs/train/experiment-cohen_mnist__sigma-1.0/model.pt \
 		hydra.sweep.dir=$(FIG)/mog/fig2
 	$(RS) plot figure=mog_fig1 runs=[$(FIG)/mog/fig1_left,$(FIG)/mog/fig1_right] hydra.run.dir=$(FIG)/mog \
 		"title='MoG RS on MNIST (CNN trained at sigma_max; $(SCALE) scale)'"
@@ -175,11 +175,11 @@ cifar-figures: cifar-models   ## Cohen, MoG Figs. 1-2, DSmooth (+ zoo timing), S
 	$(RS) plot runs=[$(CF)/cohen] hydra.run.dir=$(CF) name=cohen_cifar "radii=[0,0.25,0.5,0.75,1,1.5,2]" \
 		"title='Gaussian RS (Cohen et al.) on real CIFAR-10, genuine test images ($(SCALE) scale)'"
 	$(RS) certify -m experiment=mog_cifar $(CIFAR_MODEL) $(CIFAR_CERT) K=1,10 method.sigma_min=0.25 method.sigma_max=0.5 \
-		method.certificate=paper,componentwise model.checkpoint=$(CM)/sigma-0.5/model.pt hydra.sweep.dir=$(CF)/mog/fig1_left
+		method.certificate=paper,componentwise,pooled model.checkpoint=$(CM)/sigma-0.5/model.pt hydra.sweep.dir=$(CF)/mog/fig1_left
 	$(RS) certify -m experiment=mog_cifar $(CIFAR_MODEL) $(CIFAR_CERT) K=1,10 method.sigma_min=0.5 method.sigma_max=1.0 \
-		method.certificate=paper,componentwise model.checkpoint=$(CM)/sigma-1.0/model.pt hydra.sweep.dir=$(CF)/mog/fig1_right
+		method.certificate=paper,componentwise,pooled model.checkpoint=$(CM)/sigma-1.0/model.pt hydra.sweep.dir=$(CF)/mog/fig1_right
 	$(RS) certify -m experiment=mog_cifar $(CIFAR_MODEL) $(CIFAR_CERT) K=10 method.sigma_min=0.12,0.75 method.sigma_max=1.0 \
-		method.certificate=paper,componentwise model.checkpoint=$(CM)/sigma-1.0/model.pt hydra.sweep.dir=$(CF)/mog/fig2
+		method.certificate=paper,componentwise,pooled model.checkpoint=$(CM)/sigma-1.0/model.pt hydra.sweep.dir=$(CF)/mog/fig2
 	$(RS) plot figure=mog_fig1 runs=[$(CF)/mog/fig1_left,$(CF)/mog/fig1_right] hydra.run.dir=$(CF)/mog \
 		"title='MoG RS on real CIFAR-10 (ResNet trained at sigma_max; $(SCALE) scale)'"
 	$(RS) plot figure=mog_fig2 runs=[$(CF)/mog/fig2,$(CF)/mog/fig1_right] hydra.run.dir=$(CF)/mog \

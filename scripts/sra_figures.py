@@ -1,6 +1,7 @@
 """SRA paper figures from `rsbench robustness` sweeps: Fig. 2/3 heatmaps and Fig. 4/5-style curve comparisons.
 
-    python scripts/sra_figures.py outputs/figures/quick/sra [--band LOW HIGH]
+    python scripts/sra_figures.py outputs/figures/quick/sra [--band LOW HIGH] [--level 0.95]
+        [--compare "mscr d=1.0 var_x=0.01" "mcr d=1.0 var_x=None" ...]
 
 Reads every <sweep>/<run>/summary.json and curves.csv below the folder, writes table.csv / table.md (one row
 per trained network: loss, d, var_x, clean accuracy, AUC_CR through the margin and through RS, AUC_GN, how
@@ -9,6 +10,11 @@ heatmaps_fig2.png/pdf (clean accuracy, AUC_CR margin, AUC_GN over
 (var_x, d) for MSCR and Zhen), heatmaps_fig3.png/pdf (RS AUC_CR), and curves_fig4.png/pdf: for each loss, the
 network with the highest RS AUC_CR whose clean accuracy lies in the band (default: within 1 point of the
 best clean accuracy of the sweep; the paper used 98.5 +- 0.3 %).
+
+Settings trained with several seeds (`rsbench robustness -m ... seed=0,1,2`, as the paper averages three
+trainings) also get seeds.csv / seeds.md: each metric's mean over seeds with its t-interval across seeds; and
+each `--compare A B` pair of setting labels gets the difference A - B paired by seed, with its t-interval,
+in compare.md.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from rsbench.analysis.curves import to_markdown
+from rsbench.analysis.seeds import paired_seed_difference, seed_table
 from rsbench.plot.sra import plot_heatmaps, plot_robustness
 
 
@@ -37,7 +44,7 @@ def collect(root: Path) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
         loss = s.get("loss") or {"name": "sce"}
         run = summary.parent.name
         rows.append({"run": run, "label": f"{loss['name']} d={loss.get('d')} var_x={loss.get('var_x')}",
-                     "loss": loss["name"], "d": loss.get("d"), "var_x": loss.get("var_x"),
+                     "loss": loss["name"], "d": loss.get("d"), "var_x": loss.get("var_x"), "seed": s.get("seed", 0),
                      **{k: s[k] for k in ("clean_acc", "auc_cr_margin", "auc_cr_rs", "auc_gn",
                                           "mscr_vs_mc_mean_abs_diff", "mscr_vs_mc_corr")}})
         curves[run] = pd.read_csv(summary.parent / "curves.csv")
@@ -47,15 +54,39 @@ def collect(root: Path) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     return pd.DataFrame(rows), curves
 
 
+METRICS = ["clean_acc", "auc_cr_margin", "auc_cr_rs", "auc_gn", "corruption_half_alpha"]
+
+
+def _setting(table: pd.DataFrame, label: str) -> pd.DataFrame:
+    rows = table[table["label"] == label]
+    if rows.empty:
+        raise SystemExit(f"--compare: no setting {label!r}; settings: {', '.join(sorted(set(table['label'])))}")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("root")
     ap.add_argument("--band", nargs=2, type=float, default=None, metavar=("LOW", "HIGH"))
+    ap.add_argument("--level", type=float, default=0.95, help="level of the intervals across seeds")
+    ap.add_argument("--compare", nargs=2, action="append", default=[], metavar=("A", "B"),
+                    help="two setting labels (as in table.md) to compare, paired by seed; repeatable")
     args = ap.parse_args()
     root = Path(args.root)
     table, curves = collect(root)
     table.to_csv(root / "table.csv", index=False)
-    (root / "table.md").write_text(to_markdown(table.drop(columns="run").set_index("label")))
+    (root / "table.md").write_text(to_markdown(table.drop(columns="run").set_index(["label", "seed"])))
+    if table.groupby("label")["seed"].nunique().max() > 1:
+        seeds = seed_table(table, ["label"], METRICS, args.level)
+        seeds.to_csv(root / "seeds.csv", index=False)
+        (root / "seeds.md").write_text(to_markdown(seeds.set_index("label")))
+        print(seeds.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.compare:
+        rows = [{"A": a, "B": b, "metric": m, **paired_seed_difference(_setting(table, a), _setting(table, b), m,
+                                                                          args.level)}
+                for a, b in args.compare for m in METRICS]
+        (root / "compare.md").write_text(to_markdown(pd.DataFrame(rows).set_index(["A", "B", "metric"]), 4))
+        print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:+.4f}"))
     grid = table[table["loss"].isin(["mscr", "zhen"])].dropna(subset=["d", "var_x"])
     if len(grid):
         plot_heatmaps(grid, {"clean_acc": "clean accuracy", "auc_cr_margin": "AUC_CR (margin)", "auc_gn": "AUC_GN"},

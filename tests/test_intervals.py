@@ -93,3 +93,54 @@ def test_plot_aggregates_runs_that_differ_only_in_seed(tmp_path) -> None:
     row = table.iloc[0]
     assert row["ACR"] == pytest.approx(np.mean([s["ACR"] for s in per_seed]))
     assert row["r=0 lo"] <= row["r=0"] <= row["r=0 hi"]
+
+
+def _sra_summaries(root, settings: dict[str, tuple[dict, list[float]]]) -> None:
+    """Fake `rsbench robustness` outputs: per setting, a loss and one clean accuracy per seed."""
+    import json
+
+    for name, (loss, accs) in settings.items():
+        for seed, acc in enumerate(accs):
+            run = root / name / f"seed-{seed}"
+            run.mkdir(parents=True)
+            run.joinpath("summary.json").write_text(json.dumps(
+                {"loss": loss, "seed": seed, "clean_acc": acc, "auc_cr_margin": 2 * acc, "auc_cr_rs": 0.5,
+                 "auc_gn": 1.0 + seed, "mscr_vs_mc_mean_abs_diff": 0.0, "mscr_vs_mc_corr": 1.0}))
+            pd.DataFrame({"curve": "linear_corruption", "x": [1.0, 0.5, 0.0], "value": [acc, acc / 2, 0.1]}) \
+                .to_csv(run / "curves.csv", index=False)
+
+
+def test_seed_table_and_paired_differences_for_sra(tmp_path) -> None:
+    """scripts/sra_figures.py on three seeds per setting: seed means with t-intervals, and A - B paired by
+    seed (the per-seed differences 0.02, 0.03, 0.01 have mean 0.02 and sd 0.01)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from scipy.stats import t
+
+    from rsbench.analysis.seeds import paired_seed_difference
+
+    _sra_summaries(tmp_path, {"mscr": ({"name": "mscr", "d": 1.0, "var_x": 0.01}, [0.92, 0.95, 0.90]),
+                              "mcr": ({"name": "mcr", "d": 1.0}, [0.90, 0.92, 0.89])})
+    script = Path(__file__).resolve().parents[1] / "scripts" / "sra_figures.py"
+    out = subprocess.run([sys.executable, str(script), str(tmp_path), "--compare", "mscr d=1.0 var_x=0.01",
+                          "mcr d=1.0 var_x=None"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    seeds = pd.read_csv(tmp_path / "seeds.csv").set_index("label")
+    row = seeds.loc["mscr d=1.0 var_x=0.01"]
+    half = t.ppf(0.975, 2) * np.std([0.92, 0.95, 0.90], ddof=1) / np.sqrt(3)
+    assert row["seeds"] == 3 and row["clean_acc"] == pytest.approx(0.92333, abs=1e-4)
+    assert row["clean_acc lo"] == pytest.approx(0.92333 - half, abs=1e-4)
+    compare = (tmp_path / "compare.md").read_text()
+    assert "diff (95% CI)" in compare and "3/0" in compare  # MSCR above MCR at every seed
+    table = pd.read_csv(tmp_path / "table.csv")
+    diff = paired_seed_difference(table[table["loss"] == "mscr"], table[table["loss"] == "mcr"], "clean_acc", 0.95)
+    half = t.ppf(0.975, 2) * 0.01 / np.sqrt(3)
+    assert diff["diff"] == pytest.approx(0.02) and diff["diff lo"] == pytest.approx(0.02 - half)
+    assert diff["seeds"] == 3
+    with pytest.raises(RsbenchError, match="no seed in common"):
+        paired_seed_difference(table[table["seed"] == 0], table[table["seed"] == 1], "clean_acc", 0.95)
+    bad = subprocess.run([sys.executable, str(script), str(tmp_path), "--compare", "mscr", "mcr"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "settings: mcr d=1.0 var_x=None, mscr d=1.0 var_x=0.01" in bad.stderr

@@ -12,6 +12,8 @@ from rsbench.certify.bounds import hoeffding_lower, hoeffding_upper
 from rsbench.certify.certificates import (
     gaussian_l2_radius,
     mixture_componentwise_radius,
+    mixture_pooled_radius,
+    mixture_worst_case,
     mog_paper_radius,
     mog_sum_radius,
 )
@@ -61,6 +63,10 @@ def test_sound_certificates_from_exact_probabilities(k, interval, distance) -> N
         assert r <= distance * (1 + 1e-12) and r == pytest.approx(distance, rel=1e-6)  # sound (to rounding), tight
         # any valid lower bounds (smaller p_k) can only shrink it
         assert mixture_componentwise_radius([p - 0.01 for p in p_k], None, weights, sigmas) < distance
+        p = float(np.dot(weights, p_k))  # the pooled certificate sees only the mixture's probability
+        r = mixture_pooled_radius(p, weights, sigmas)
+        assert 0 < r <= distance * (1 + 1e-12)  # sound; looser than componentwise given exact p_k
+        assert mixture_pooled_radius(p - 0.01, weights, sigmas) < r
     s_tot = float(np.sqrt(np.sum(np.square(sigmas))))
     p_sum = norm.cdf(distance / s_tot)
     assert mog_sum_radius(p_sum, sigmas) == pytest.approx(distance, rel=1e-6)
@@ -70,6 +76,8 @@ def test_sound_certificates_from_exact_probabilities(k, interval, distance) -> N
 def test_k1_reduces_to_cohen() -> None:
     for p in (0.6, 0.9, 0.999):
         assert mixture_componentwise_radius([p], None, [1.0], [0.5]) == gaussian_l2_radius(p, 0.5)
+        assert mixture_pooled_radius(p, [1.0], [0.5]) == gaussian_l2_radius(p, 0.5)
+        assert mixture_pooled_radius(p, [0.5, 0.5], [0.5, 0.5]) == pytest.approx(gaussian_l2_radius(p, 0.5), rel=1e-6)
         assert mog_paper_radius(p, [0.5]) == gaussian_l2_radius(p, 0.5) == mog_sum_radius(p, [0.5])
 
 
@@ -88,6 +96,36 @@ def test_soft_componentwise_from_exact_scores_is_sound(temperature) -> None:
         p1 = [_soft_p1(distance, s, temperature) for s in sigmas]
         r = mixture_componentwise_radius(p1, [[1 - p] for p in p1], weights, sigmas)
         assert 0 < r <= distance + 1e-9
+        p = float(np.dot(weights, p1))
+        assert 0 < mixture_pooled_radius(p, weights, sigmas, 1 - p) <= distance + 1e-9
+
+
+@pytest.mark.parametrize("interval", INTERVALS)
+@pytest.mark.parametrize("p", [0.3, 0.6, 0.9, 0.999])
+def test_worst_case_split_is_the_minimum(interval, p) -> None:
+    """No split of the pooled probability over components (each obeying Cohen's bound) does better than the
+    adversary's: random splits with sum_k w_k p_k = p all keep at least mixture_worst_case(p, R)."""
+    rng = np.random.default_rng(0)
+    sigmas = np.asarray(evenly_spaced_sigmas(5, *interval))
+    weights = rng.dirichlet(np.ones(5))
+    for radius in (0.05, 0.3, 1.0):
+        worst = mixture_worst_case(p, radius, weights, sigmas)
+        assert worst <= p
+        for _ in range(200):  # p_k = p + u d with sum_k w_k d_k = 0, u scaled to keep every p_k in [0, 1]
+            d = rng.normal(size=5)
+            d -= weights @ d
+            room = np.min(np.where(d > 0, (1 - p) / d, p / -d))
+            p_k = p + rng.uniform(0, 1) * room * d
+            assert worst <= float(weights @ norm.cdf(norm.ppf(p_k) - radius / sigmas)) + 1e-12
+
+
+def test_pooled_is_sharper_than_componentwise_at_the_issue_setting() -> None:
+    """Issue 16: at N = 2,000, alpha = 0.001, sigma in [0.5, 1], K = 10 the largest radius componentwise can
+    certify is 1.215 (K bounds on N/K draws at alpha/K); the pooled certificate's is 1.941."""
+    sigmas, w = evenly_spaced_sigmas(10, 0.5, 1.0), [0.1] * 10
+    per_component = (0.001 / 10) ** (1 / 200)  # Clopper-Pearson lower bound of 200 successes in 200 draws
+    assert mixture_componentwise_radius([per_component] * 10, None, w, sigmas) == pytest.approx(1.215, abs=1e-3)
+    assert mixture_pooled_radius(0.001 ** (1 / 2000), w, sigmas) == pytest.approx(1.941, abs=1e-3)
 
 
 def test_sum_and_mixture_noise_distributions() -> None:
@@ -132,6 +170,8 @@ def _halfspace() -> Halfspace:
 @pytest.mark.parametrize("cfg", [
     {"certificate": "componentwise"},
     {"certificate": "componentwise", "smoothing": "soft", "temperature": 0.1},
+    {"certificate": "pooled"},
+    {"certificate": "pooled", "smoothing": "soft", "temperature": 0.1},
     {"certificate": "exact", "semantics": "sum"},
     {"certificate": "paper", "semantics": "sum"},
     {"certificate": "paper", "semantics": "sum", "smoothing": "soft", "temperature": 0.1},
@@ -162,7 +202,7 @@ def test_monte_carlo_paper_certificate_under_mixture_exceeds_truth() -> None:
 def test_k1_rows_equal_gaussian_rows() -> None:
     h = _halfspace()
     gauss = make_method({"name": "gaussian", "sigma": 0.5})
-    for cert in ("paper", "componentwise"):
+    for cert in ("paper", "componentwise", "pooled"):
         mog = make_method({"name": "mog", "K": 1, "sigma_min": 0.25, "sigma_max": 0.5, "certificate": cert})
         for k, distance in enumerate([0.05, 0.4, 2.0]):
             x = point_at_distance(h, SHAPE, distance, seed=k)
@@ -173,7 +213,8 @@ def test_k1_rows_equal_gaussian_rows() -> None:
 
 
 @pytest.mark.parametrize("bad,pattern", [
-    ({"certificate": "exact"}, "valid values: paper, componentwise"),
+    ({"certificate": "exact"}, "valid values: paper, componentwise, pooled"),
+    ({"certificate": "pooled", "stratified": True}, "needs method.stratified=false"),
     ({"semantics": "sum", "certificate": "componentwise"}, "valid values: paper, exact"),
     ({"semantics": "product"}, "valid values: mixture, sum"),
     ({"smoothing": "medium"}, "valid values: hard, soft"),

@@ -136,7 +136,7 @@ def _dsmooth_method():
     return method, u @ torch.diag(cov.eigvals.double()) @ u.T + cov.floor * torch.eye(64, dtype=torch.float64)
 
 
-@pytest.mark.parametrize("name", ["laplace", "dsmooth", "mog_componentwise", "mog_exact_sum"])
+@pytest.mark.parametrize("name", ["laplace", "dsmooth", "mog_componentwise", "mog_pooled", "mog_exact_sum"])
 def test_halfspace_sequential_every_method_is_sound_and_cheaper(name) -> None:
     """For each hard-vote method: every sequential radius stays below the true radius in the method's norm,
     and points far from the boundary stop early having certified max_radius."""
@@ -150,8 +150,8 @@ def test_halfspace_sequential_every_method_is_sound_and_cheaper(name) -> None:
         method, dense = _dsmooth_method()
         truth = lambda x: float(h.margin(x.unsqueeze(0))[0]) / float(torch.sqrt(w @ dense @ w))  # noqa: E731
     else:
-        cfg = {"certificate": "componentwise"} if name == "mog_componentwise" else \
-            {"certificate": "exact", "semantics": "sum"}
+        cfg = {"mog_componentwise": {"certificate": "componentwise"}, "mog_pooled": {"certificate": "pooled"},
+               "mog_exact_sum": {"certificate": "exact", "semantics": "sum"}}[name]
         method = make_method({"name": "mog", "K": 3, "sigma_min": 0.12, "sigma_max": 0.25, **cfg})
         truth = lambda x: float(h.margin(x.unsqueeze(0))[0]) / float(h.w.norm())  # noqa: E731
     spec = SequentialSpec(n_min=1000, max_radius=0.1)

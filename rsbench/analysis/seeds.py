@@ -18,6 +18,7 @@ import pandas as pd
 from scipy.stats import t as student_t
 
 from rsbench.analysis.curves import summary
+from rsbench.errors import RsbenchError
 
 IGNORED = ("seed", "hydra", "outputs_dir")  # what may differ between replicates
 
@@ -56,3 +57,30 @@ def seed_summary(frames: Sequence[pd.DataFrame], radii: Sequence[float], level: 
         out["level"] = level
     out["seeds"] = len(frames)
     return out
+
+
+def seed_table(table: pd.DataFrame, keys: Sequence[str], metrics: Sequence[str], level: float) -> pd.DataFrame:
+    """One row per setting (``keys``) of a table with one row per trained replicate (a ``seed`` column):
+    each metric's mean over seeds and its t-interval across seeds (``<metric> lo`` / ``<metric> hi``, NaN
+    for one seed), ``seeds``, the number of replicates, and ``level``."""
+    rows = []
+    for setting, group in table.groupby(list(keys), dropna=False, sort=True):
+        mean, lo, hi = across_seeds(group[list(metrics)].to_numpy(float), level)
+        row = dict(zip(keys, setting if isinstance(setting, tuple) else (setting,), strict=True))
+        for m, a, b, c in zip(metrics, mean, lo, hi, strict=True):
+            row[m], row[f"{m} lo"], row[f"{m} hi"] = float(a), float(b), float(c)
+        rows.append({**row, "seeds": len(group), "level": level})
+    return pd.DataFrame(rows)
+
+
+def paired_seed_difference(a: pd.DataFrame, b: pd.DataFrame, metric: str, level: float) -> dict[str, float]:
+    """Setting A minus setting B, paired by ``seed`` (the same seed gives both the same initial weights and
+    data order): the mean of the per-seed differences of ``metric``, its t-interval across seeds
+    (``diff lo`` / ``diff hi``) and how many seeds A was above / below B. Refuses settings that share no seed."""
+    merged = a[["seed", metric]].merge(b[["seed", metric]], on="seed", suffixes=(" A", " B"))
+    if merged.empty:
+        raise RsbenchError(f"no seed in common: A has {sorted(a['seed'])}, B has {sorted(b['seed'])}")
+    diff = (merged[f"{metric} A"] - merged[f"{metric} B"]).to_numpy(float)
+    mean, lo, hi = across_seeds(diff[:, None], level)
+    return {"diff": float(mean[0]), "diff lo": float(lo[0]), "diff hi": float(hi[0]), "seeds": len(diff),
+            "A>B / A<B": f"{int(np.sum(diff > 0))}/{int(np.sum(diff < 0))}", "level": level}

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
+from scipy.optimize import brentq
 from scipy.stats import norm
 
 from rsbench.errors import check_positive, require
@@ -79,6 +80,30 @@ def mixture_margin(radius: float, top_lower: np.ndarray, others_upper: np.ndarra
     return top - float(np.max(others))
 
 
+def _largest_radius(margin: Callable[[float], float], scale: float, tol: float) -> float:
+    """The largest R >= 0 with ``margin(R) > 0`` for a margin decreasing in R (bracket from ``scale``, then
+    bisection to ``tol``); 0 if ``margin(0) <= 0``, inf if it stays positive beyond 1e6."""
+    if margin(0.0) <= 0:
+        return 0.0
+    lo, hi = 0.0, scale
+    while margin(hi) > 0:  # bracket: the margin tends to -1 as R grows
+        lo, hi = hi, 2.0 * hi
+        if hi > 1e6:
+            return math.inf  # only when a probability bound is exactly 1 (never from a finite-sample bound)
+    while hi - lo > tol * max(1.0, hi):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if margin(mid) > 0 else (lo, mid)
+    return lo
+
+
+def _check_mixture(weights: Sequence[float], sigmas: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    w, s = np.asarray(weights, dtype=float), np.asarray(sigmas, dtype=float)
+    require(w.ndim == 1 and w.shape == s.shape, "weights and sigmas need one entry per component")
+    require(bool(np.all(s > 0)) and abs(w.sum() - 1) < 1e-9 and bool(np.all(w >= 0)),
+            "sigmas must be > 0 and weights a probability vector")
+    return w, s
+
+
 def mixture_componentwise_radius(top_lower: Sequence[float], others_upper: Sequence[Sequence[float]] | None,
                                  weights: Sequence[float], sigmas: Sequence[float], tol: float = 1e-9) -> float:
     """Sound l2 radius for a mixture of Gaussians N(0, sigma_k^2 I) with weights w_k (one component per draw).
@@ -89,27 +114,53 @@ def mixture_componentwise_radius(top_lower: Sequence[float], others_upper: Seque
     Returns the largest R with a positive :func:`mixture_margin` (bisection to ``tol``), 0 if none.
     With K = 1 it equals Cohen's radius sigma / 2 (Phi^-1(a) - Phi^-1(b)).
     """
+    w, s = _check_mixture(weights, sigmas)
     a = np.asarray(top_lower, dtype=float)
-    w = np.asarray(weights, dtype=float)
-    s = np.asarray(sigmas, dtype=float)
-    require(a.ndim == 1 and a.shape == w.shape == s.shape, "top_lower, weights and sigmas need one entry per component")
+    require(a.shape == w.shape, "top_lower needs one entry per component")
     require(bool(np.all((a >= 0) & (a <= 1))), f"top_lower {a} is not a vector of probabilities")
-    require(bool(np.all(s > 0)) and abs(w.sum() - 1) < 1e-9 and bool(np.all(w >= 0)),
-            "sigmas must be > 0 and weights a probability vector")
     b = (1.0 - a)[:, None] if others_upper is None else np.asarray(others_upper, dtype=float).reshape(len(a), -1)
     if len(a) == 1:  # closed form (Cohen et al.), so K = 1 reproduces standard RS exactly
         return gaussian_l2_radius(float(a[0]), float(s[0]), float(b[0].max()))
-    if mixture_margin(0.0, a, b, w, s) <= 0:
-        return 0.0
-    lo, hi = 0.0, float(s.max())
-    while mixture_margin(hi, a, b, w, s) > 0:  # bracket: the margin tends to -1 as R grows
-        lo, hi = hi, 2.0 * hi
-        if hi > 1e6:
-            return math.inf  # only when some a_k = 1 exactly (never from a finite-sample bound)
-    while hi - lo > tol * max(1.0, hi):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if mixture_margin(mid, a, b, w, s) > 0 else (lo, mid)
-    return lo
+    return _largest_radius(lambda r: mixture_margin(r, a, b, w, s), float(s.max()), tol)
+
+
+def mixture_worst_case(p: float, radius: float, weights: np.ndarray, sigmas: np.ndarray) -> float:
+    """min sum_k w_k Phi(Phi^-1(p_k) - R/sigma_k) over all (p_1..p_K) in [0, 1]^K with sum_k w_k p_k = p.
+
+    The least probability the top class can keep after an l2 shift of norm R under the mixture, when only
+    its pooled probability p is known: each component obeys Cohen's bound, and the split of p across
+    components is the adversary's. Each term is convex in p_k, so the minimum has equal derivatives
+    exp(c_k z_k - c_k^2 / 2) = lambda (c_k = R / sigma_k, z_k = Phi^-1(p_k)), i.e.
+    z_k = t sigma_k + R / (2 sigma_k) for one t, found by root-finding on sum_k w_k Phi(z_k) = p.
+    This is the Neyman-Pearson worst case when the classifier may also see which component was drawn: a
+    halfspace per component, offsets set by one likelihood-ratio threshold.
+    """
+    if radius <= 0 or p <= 0 or p >= 1:
+        return float(p)
+    half = radius / (2.0 * sigmas)
+    span = (40.0 + float(half.max())) / float(sigmas.min())  # Phi(+-40) is 0 or 1 in floating point
+    t = brentq(lambda u: float(np.dot(weights, norm.cdf(u * sigmas + half))) - p, -span, span, xtol=1e-12)
+    return float(np.dot(weights, norm.cdf(t * sigmas - half)))
+
+
+def mixture_pooled_radius(p_lower: float, weights: Sequence[float], sigmas: Sequence[float],
+                          p_runner_upper: float | None = None, tol: float = 1e-9) -> float:
+    """Sound l2 radius for a mixture of Gaussians from the *pooled* probability alone (``certificate=pooled``).
+
+    With p_A >= ``p_lower`` and every other class <= p_B = ``p_runner_upper`` (hard: 1 - p_lower) under the
+    mixture, at shift R the top class keeps >= W(p_A, R) = :func:`mixture_worst_case` and any other class
+    gets <= 1 - W(1 - p_B, R) (the same bound for its complement). The radius is the largest R with
+    W(p_A, R) + W(1 - p_B, R) > 1. Sound for every input dimension (the adversary of
+    :func:`mixture_worst_case` is at least as strong as any classifier of x alone) and tight as the dimension
+    grows, when ||noise||^2 reveals the component. One Clopper-Pearson bound on all n draws at alpha,
+    instead of K bounds on n/K draws at alpha/K. With K = 1 it equals Cohen's radius.
+    """
+    w, s = _check_mixture(weights, sigmas)
+    p_b = _runner_up(p_lower, p_runner_upper)
+    if len(w) == 1:
+        return gaussian_l2_radius(p_lower, float(s[0]), p_b)
+    return _largest_radius(lambda r: mixture_worst_case(p_lower, r, w, s) + mixture_worst_case(1 - p_b, r, w, s) - 1,
+                           float(s.max()), tol)
 
 
 def mahalanobis_radius(p_lower: float, sigma: float, logdet: float, d: int,

@@ -3,20 +3,28 @@
 K isotropic Gaussians with standard deviations evenly spaced over [sigma_min, sigma_max], read two ways:
 - ``semantics=mixture`` (default; what the paper's experiments ran): each draw picks one component;
 - ``semantics=sum`` (the paper's formal definition): eps = eps_1 + ... + eps_K.
-Certificates: ``paper`` (Theorem 2; unsound under ``mixture``), ``componentwise`` (sound under
-``mixture``), ``exact`` (tight under ``sum``); the default (``None``) is the sound one for the semantics.
+Certificates: ``paper`` (Theorem 2; unsound under ``mixture``), ``componentwise`` and ``pooled`` (sound
+under ``mixture``: per-component bounds at alpha/K, or the worst case over how the pooled probability splits
+across components), ``exact`` (tight under ``sum``); the default (``None``) is the sound one for the semantics.
 Hard or soft smoothing.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 import torch
 
 from rsbench.certify.bounds import clopper_pearson_lower
-from rsbench.certify.certificates import mixture_componentwise_radius, mixture_margin, mog_paper_radius, mog_sum_radius
+from rsbench.certify.certificates import (
+    mixture_componentwise_radius,
+    mixture_margin,
+    mixture_pooled_radius,
+    mog_paper_radius,
+    mog_sum_radius,
+)
 from rsbench.certify.sampling import BLOCK, PointSampler
 from rsbench.certify.seeding import PHASE_ESTIMATE, PHASE_SELECT
 from rsbench.certify.sequential import SequentialSpec, look_schedule, sequential_component_bounds
@@ -28,7 +36,7 @@ from rsbench.noise.mixture import GaussianMixtureNoise, evenly_spaced_sigmas, st
 
 SEMANTICS = ("mixture", "sum")
 SMOOTHINGS = ("hard", "soft")
-CERTIFICATES = {"mixture": ("paper", "componentwise"), "sum": ("paper", "exact")}
+CERTIFICATES = {"mixture": ("paper", "componentwise", "pooled"), "sum": ("paper", "exact")}
 SOUND_DEFAULT = {"mixture": "componentwise", "sum": "exact"}  # certificate=null: the sound one
 UNSOUND_WARNING = (
     "method=mog certificate=paper semantics=mixture reports the paper's Theorem 2 radius, which is NOT sound "
@@ -68,12 +76,17 @@ class MixtureOfGaussiansSmoothing:
         self.temperature = check_positive("temperature", temperature) if smoothing == "soft" else None
         require(not (stratified and semantics == "sum"),
                 "method.stratified=true applies to method.semantics=mixture only")
+        require(not (stratified and self.certificate == "pooled"),
+                "method.certificate=pooled bounds the pooled binomial count of mixture draws; it needs "
+                "method.stratified=false")
         self.stratified = bool(stratified) or self.certificate == "componentwise"
         # Theorem 2 under a true mixture is unsound for K > 1; at K = 1 it is Cohen's certificate.
         self.sound = not (self.certificate == "paper" and self.semantics == "mixture" and self.K > 1)
         self.warning = None if self.sound else UNSOUND_WARNING
         self.mixture = GaussianMixtureNoise(self.sigmas, self.weights)
         self.noise = self.mixture if self.semantics == "mixture" else sum_of_gaussians(self.sigmas)
+        # memoised: sequential certification bisects the same p values at every point to find p_stop
+        self._pooled_radius = functools.lru_cache(maxsize=4096)(self._radius_from_pooled)
 
     @property
     def train_sigma(self) -> float:
@@ -114,10 +127,9 @@ class MixtureOfGaussiansSmoothing:
         if sequential is not None and self.certificate != "componentwise":  # one pooled stream: Cohen's looks
             require(not self.stratified, "certify.sequential=true with a pooled certificate needs "
                                          "method.stratified=false")
-            radius_fn = mog_paper_radius if self.certificate == "paper" else mog_sum_radius
-            est = certify_hard(sampler, n0, n, alpha, sequential, lambda p: radius_fn(p, self.sigmas))
+            est = certify_hard(sampler, n0, n, alpha, sequential, self._pooled_radius)
             top, p_lower, n_used = est.top, est.p_lower, est.n
-            radius = radius_fn(p_lower, self.sigmas) if p_lower > 0.5 else 0.0
+            radius = self._pooled_radius(p_lower) if p_lower > 0.5 else 0.0
             return self._row(top, radius, n0, n, n_used, alpha, p_lower, 1.0 - p_lower)
         top = int(np.argmax(sampler.counts(n0, PHASE_SELECT, temperature=self.temperature).numpy()))
         if sequential is not None:
@@ -135,10 +147,16 @@ class MixtureOfGaussiansSmoothing:
         else:
             sums, _ = self._estimate(sampler, n)
             p_lower, p_runner, _ = self._bounds(np.sum(sums, axis=0), n, top, alpha)
-            radius_fn = mog_paper_radius if self.certificate == "paper" else mog_sum_radius
-            radius = radius_fn(p_lower, self.sigmas, p_runner)
+            radius = self._pooled_radius(p_lower, p_runner)
             p_runner = 1.0 - p_lower if p_runner is None else p_runner
         return self._row(top, radius, n0, n, n_used, alpha, p_lower, p_runner)
+
+    def _radius_from_pooled(self, p_lower: float, p_runner: float | None = None) -> float:
+        """The radius of a certificate computed from the pooled top-class bound (paper, pooled or exact)."""
+        if self.certificate == "pooled":
+            return mixture_pooled_radius(p_lower, self.weights, self.sigmas, p_runner)
+        radius_fn = mog_paper_radius if self.certificate == "paper" else mog_sum_radius
+        return radius_fn(p_lower, self.sigmas, p_runner)
 
     def _row(self, top: int, radius: float, n0: int, n: int, n_used: int, alpha: float, p_lower: float,
              p_runner: float) -> dict[str, Any]:

@@ -19,8 +19,8 @@ FigureFn = Callable[..., list[Path]]  # (runs, out_stem, title, max_radius, band
 FIGURES: Registry[FigureFn] = Registry("figure")
 FIGURES.register("certified_accuracy")(plot_certified_accuracy)
 
-# Sound certificates solid, the paper's (unsound under a mixture) dashed.
-_CERT_STYLE = {"componentwise": "-", "exact": "-", "paper": "--", "cohen": "-"}
+# Sound certificates solid (MoG's pooled one dash-dotted), the paper's (unsound under a mixture) dashed.
+_CERT_STYLE = {"componentwise": "-", "pooled": "-.", "exact": "-", "paper": "--", "cohen": "-"}
 
 
 def _mog_runs(runs: Mapping[str, pd.DataFrame]) -> list[tuple[pd.DataFrame, dict]]:

@@ -102,7 +102,8 @@ def robustness(cfg: DictConfig, out: Path) -> None:
                   "mscr": closed, "mscr_mc": mc}).to_csv(out / "points.csv", index=False)
     ok = correct.astype(bool)
     summary = {
-        "dataset": spec.name, "arch": meta.get("arch"), "checkpoint": meta.get("checkpoint"), "points": len(indices),
+        "dataset": spec.name, "arch": meta.get("arch"), "checkpoint": meta.get("checkpoint"), "seed": int(cfg.seed),
+        "points": len(indices),
         "loss": plain(cfg.train).get("loss"), "lipschitz": lip, "clean_acc": float(ok.mean()),
         "auc_cr_margin": auc_cr(radius, ok, step), "auc_cr_rs": auc_cr(rs["radius"].to_numpy(),
                                                                          rs["correct"].to_numpy(bool), step),
