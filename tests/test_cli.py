@@ -207,14 +207,14 @@ def test_mog_k1_equals_gaussian_and_main_command(tmp_path, tiny_model) -> None:
     """`rsbench certify method=mog K=...`: K = 1 gives Cohen's rows; K = 10 writes CSV + figure."""
     common = ["method.sigma_max=0.25"]
     gauss = _certify(tmp_path / "g", model=tiny_model)
-    for cert in ("paper", "componentwise"):
+    for cert in ("paper", "componentwise", "pooled"):
         mog = _certify(tmp_path / cert, "method=mog", "K=1", *common, f"method.certificate={cert}", model=tiny_model)
         cols = ["idx", "label", "predict", "radius", "correct", "p_lower"]
         pd.testing.assert_frame_equal(pd.read_csv(mog)[cols], pd.read_csv(gauss)[cols])
     k10 = _certify(tmp_path / "k10", "method=mog", "K=10", *common, model=tiny_model)
     df = pd.read_csv(k10)
     assert (df["K"] == 10).all() and (df["semantics"] == "mixture").all()
-    assert df["sound"].all() and (df["certificate"] == "componentwise").all()  # the default is the sound one
+    assert df["sound"].all() and (df["certificate"] == "pooled").all()  # the default is the sound (sharper) one
     assert (k10.parent / "certified_accuracy.png").exists() and (k10.parent / "certified_accuracy.pdf").exists()
 
 

@@ -47,7 +47,7 @@ def test_design_counterexample_paper_radius_is_unsound() -> None:
     assert mixture_componentwise_radius(p_k, None, w, sigmas) <= 0.1
     method = make_method({"name": "mog", "K": 2, "sigma_min": 0.25, "sigma_max": 0.5, "certificate": "paper"})
     assert method.sound is False and "NOT sound" in method.warning
-    for semantics, cert in (("mixture", "componentwise"), ("sum", "exact")):  # the default is sound
+    for semantics, cert in (("mixture", "pooled"), ("sum", "exact")):  # the default is sound
         method = make_method({"name": "mog", "K": 2, "sigma_min": 0.25, "sigma_max": 0.5, "semantics": semantics})
         assert method.certificate == cert and method.sound and method.warning is None
 
