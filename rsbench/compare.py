@@ -13,15 +13,17 @@ from rsbench.analysis.paired import paired_comparison
 from rsbench.errors import RsbenchError
 
 
-def _read(run: Path) -> pd.DataFrame:
+def _read(run: Path, radius: str = "radius") -> pd.DataFrame:
+    """The run's rows, with ``radius`` taken from column ``radius`` (e.g. DSmooth's ``l2_radius``)."""
     path = run / "certify.csv" if run.is_dir() else run
     if not path.is_file():
         raise RsbenchError(f"{run} is neither a certify.csv nor a run dir holding one")
     df = pd.read_csv(path)
-    missing = [c for c in ("idx", "label", "radius", "correct") if c not in df.columns]
+    missing = [c for c in ("idx", "label", "radius", "correct", radius) if c not in df.columns]
     if missing:
-        raise RsbenchError(f"{path} lacks columns {missing}; is it a certify.csv?")
-    return df
+        raise RsbenchError(f"{path} lacks columns {sorted(set(missing))}; is it a certify.csv"
+                           f"{'' if radius == 'radius' else ' of a method that writes ' + radius}?")
+    return df.assign(radius=df[radius])
 
 
 def format_comparison(table: pd.DataFrame) -> str:
@@ -40,7 +42,7 @@ def format_comparison(table: pd.DataFrame) -> str:
 
 
 def main(argv: list[str]) -> None:
-    """``rsbench compare A B [--radii 0,0.25,...] [--level 0.95] [-o OUT.csv]``."""
+    """``rsbench compare A B [--radii 0,0.25,...] [--level 0.95] [--radius-a COL] [-o OUT.csv]``."""
     parser = argparse.ArgumentParser(prog="rsbench compare", description="Paired comparison of two certify runs "
                                      "over the same test points: certified accuracy at each radius and ACR.")
     parser.add_argument("a", type=Path, help="certify run dir or certify.csv (A)")
@@ -48,11 +50,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--radii", default=",".join(f"{r:g}" for r in DEFAULT_RADII), help="comma-separated")
     parser.add_argument("--level", type=float, default=0.95, help="confidence level of the paired intervals")
     parser.add_argument("--draws", type=int, default=2000, help="bootstrap resamples (seeded)")
+    parser.add_argument("--radius-a", default="radius", help="A's radius column (e.g. l2_radius: DSmooth in l2)")
+    parser.add_argument("--radius-b", default="radius", help="B's radius column")
     parser.add_argument("-o", "--out", type=Path, default=None, help="also write the table as CSV")
     args = parser.parse_args(argv)
     try:
         radii = [float(r) for r in args.radii.split(",") if r.strip()]
-        a, b = _read(args.a), _read(args.b)
+        a, b = _read(args.a, args.radius_a), _read(args.b, args.radius_b)
         table = paired_comparison(a, b, radii, args.level, args.draws)
     except ValueError as exc:
         print(f"rsbench compare: error: --radii={args.radii!r} is not a list of numbers ({exc})", file=sys.stderr)

@@ -67,3 +67,14 @@ def test_cli_compare(tmp_path, tiny_model, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "nowhere")])
     assert exc.value.code == 2 and "neither a certify.csv" in capsys.readouterr().err
+    # another radius column: A's radii halved compare as such, and a missing column is named
+    df = pd.read_csv(tmp_path / "a" / "certify.csv")
+    df.assign(half=df["radius"] / 2).to_csv(tmp_path / "half.csv", index=False)
+    cli.main(["compare", str(tmp_path / "half.csv"), str(tmp_path / "a"), "--radius-a", "half", "--radii", "0",
+              "-o", str(tmp_path / "h.csv")])
+    acr = pd.read_csv(tmp_path / "h.csv").set_index("measure").loc["ACR"]
+    assert acr["A"] == pytest.approx(acr["B"] / 2) and acr["B"] > 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--radius-a", "l2_radius"])
+    assert exc.value.code == 2 and "lacks columns ['l2_radius']" in capsys.readouterr().err
