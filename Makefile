@@ -218,9 +218,10 @@ faults: install               ## kill certify at 20 random moments, run it concu
 	$(BIN)/python scripts/fault_inject.py --kills 20
 
 # the other hard-vote methods on the same MLP: 100 points (every 100th), n_max = 100,000, max_radius 0.5
-SEQ_METHODS := laplace:method=laplace,method.scale=0.18 mog:method=mog,K=10,method.sigma_min=0.12,method.sigma_max=0.25 \
-	dsmooth:method=dsmooth
-perf-sequential-methods: install  ## sequential vs fixed n for laplace, mog (componentwise) and dsmooth (docs/PERFORMANCE.md)
+MOG_SEQ := method=mog,K=10,method.sigma_min=0.12,method.sigma_max=0.25
+SEQ_METHODS := laplace:method=laplace,method.scale=0.18 mog:$(MOG_SEQ),method.certificate=componentwise \
+	mog_pooled:$(MOG_SEQ),method.certificate=pooled dsmooth:method=dsmooth
+perf-sequential-methods: install  ## sequential vs fixed n for laplace, mog (componentwise, pooled) and dsmooth (docs/PERFORMANCE.md)
 	$(RS) train experiment=cohen_mnist model=mlp
 	for spec in $(SEQ_METHODS); do name=$${spec%%:*}; args=$$(echo $${spec#*:} | tr , ' '); \
 	  $(RS) certify experiment=cohen_mnist model=mlp model.checkpoint=$(MLP_CKPT) $$args certify.n=100000 \
