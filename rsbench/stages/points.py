@@ -36,6 +36,20 @@ class PointRun:
     pushforward: Any = None
     channels_last: bool = False
     precision: str = "fp32"
+    points_per_batch: int = 1
+    pool: Any = None  # a ForwardPool when points_per_batch > 1
+
+    def __post_init__(self) -> None:
+        if self.points_per_batch > 1:  # samplers see pooled forwards; certificates are unchanged
+            import copy
+
+            from rsbench.certify.multipoint import ForwardPool, PooledModel
+
+            self.pool = ForwardPool()
+            self.model = PooledModel(self.model, self.pool)
+            if self.pushforward is not None:
+                self.pushforward = copy.copy(self.pushforward)
+                self.pushforward.rest = self.pool.wrap(self.pushforward.rest)
 
     def sampler(self, x: torch.Tensor, idx: int) -> Any:
         """Monte Carlo access to test point ``idx`` under the method's noise (seeded per point)."""
@@ -45,12 +59,14 @@ class PointRun:
                             self.pushforward, self.channels_last, PRECISIONS[self.precision])
 
     def run(self, columns: tuple[str, ...], evaluate: Callable[[torch.Tensor, int], dict[str, Any]]) -> None:
-        """Run ``evaluate`` on every point; a reduced-precision run's rows say so (column ``precision``)."""
+        """Run ``evaluate`` on every point (``points_per_batch`` at a time); a reduced-precision run's rows say
+        so (column ``precision``)."""
         if self.precision != "fp32":
             columns, inner = (*columns, "precision"), evaluate
             evaluate = lambda x, i: {**inner(x, i), "precision": self.precision}  # noqa: E731
         run_points(self.csv_path, columns, self.indices, self.test_ds, self.spec, self.device,
-                   f"{self.csv_path.stem} {self.method.label()}", evaluate)
+                   f"{self.csv_path.stem} {self.method.label()}", evaluate, self.points_per_batch,
+                   self.pool.evaluate if self.pool else None)
 
 
 def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str, Any]) -> PointRun:
@@ -118,8 +134,24 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
     # the pushforward sampler computes the first layer in fp32: at reduced precision the whole network runs
     # under autocast instead, so the certified classifier is exactly "the network at that precision"
     pushforward = section.get("pushforward", "auto") if isinstance(method.noise, ScaledGaussian) else "off"
+    k = points_per_batch(section.get("points_per_batch", 1), device, batch, int(settings.get("n", batch)), stage)
+    if k > 1:
+        log.info("%s.points_per_batch=%d: %d test points share each forward batch", stage, k, k)
     return PointRun(method, device, test_ds, spec, indices, model, meta, csv_path, batch, int(cfg.seed),
-                    _pushforward(model, pushforward if precision == "fp32" else "off"), channels_last, precision)
+                    _pushforward(model, pushforward if precision == "fp32" else "off"), channels_last, precision, k)
+
+
+MAX_POINTS_PER_BATCH = 64
+
+
+def points_per_batch(value: Any, device: torch.device, batch: int, n: int, stage: str = "certify") -> int:
+    """``<stage>.points_per_batch``: a number, or 'auto': 1 on CPU (no gain measured there), and on a GPU
+    enough points that their n draws fill the forward batch, batch // min(batch, n), at most 64."""
+    if value == "auto":
+        return 1 if device.type != "cuda" else max(1, min(MAX_POINTS_PER_BATCH, batch // max(1, min(batch, n))))
+    require(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+            f"{stage}.points_per_batch={value!r} is invalid; valid values: auto or an integer >= 1")
+    return int(value)
 
 
 def dataset_fingerprint(cfg: DictConfig) -> dict[str, Any]:
@@ -195,8 +227,12 @@ def _pushforward(model: NormalizedModel, mode: str) -> Any:
 
 def run_points(csv_path: Path, columns: tuple[str, ...], indices: list[int], test_ds: Any,
                spec: DatasetSpec, device: torch.device, desc: str,
-               evaluate: Callable[[torch.Tensor, int], dict[str, Any]]) -> None:
+               evaluate: Callable[[torch.Tensor, int], dict[str, Any]], group: int = 1,
+               evaluate_group: Callable[[list[tuple[torch.Tensor, int]], Callable], list[dict[str, Any]]] | None = None
+               ) -> None:
     """Evaluate each test index not yet in ``csv_path`` and append its row (flushed) as it is produced.
+    With ``group`` > 1, ``evaluate_group(items, evaluate)`` takes ``group`` points at a time and their rows
+    are appended in index order once the group is done (``time_s``: the group's time over its size).
 
     ``evaluate(x, idx)`` returns the method's fields including ``predict``; ``idx``, ``label``,
     ``correct`` and ``time_s`` are added here, and ``pixels`` (the image's pixel source) where the dataset
@@ -217,18 +253,27 @@ def run_points(csv_path: Path, columns: tuple[str, ...], indices: list[int], tes
         if len(todo) < len(indices):
             log.info("resuming %s: %d of %d points already done", csv_path, len(indices) - len(todo),
                      len(indices))
-        right = 0
-        bar = progress(todo, desc=desc, unit="pt")
-        for k, i in enumerate(bar, start=1):
-            x, label = test_ds[i]
-            check_input(x, spec, f"test point {i}")
+        right, k = 0, 0
+        bar = progress(total=len(todo), desc=desc, unit="pt")
+        for start in range(0, len(todo), group):
+            chunk = todo[start:start + group]
+            items = []
+            for i in chunk:
+                x, label = test_ds[i]
+                check_input(x, spec, f"test point {i}")
+                items.append((x.to(device), i, int(label)))
             t0 = time.perf_counter()
-            row = evaluate(x.to(device), i)
-            row.update(idx=i, label=int(label), correct=int(row["predict"] == int(label)),
-                       time_s=time.perf_counter() - t0)
-            if pixels is not None:
-                row["pixels"] = pixels[i]
-            results.append(row)
-            right += row["correct"]
+            if evaluate_group is None or len(items) == 1:
+                rows = [evaluate(x, i) for x, i, _ in items]
+            else:
+                rows = evaluate_group([(x, i) for x, i, _ in items], evaluate)
+            elapsed = (time.perf_counter() - t0) / len(items)
+            for (_, i, label), row in zip(items, rows, strict=True):
+                row.update(idx=i, label=label, correct=int(row["predict"] == label), time_s=elapsed)
+                if pixels is not None:
+                    row["pixels"] = pixels[i]
+                results.append(row)
+                right, k = right + row["correct"], k + 1
+            bar.update(len(items))
             bar.set_postfix(acc=f"{right / k:.3f}", refresh=False)
         bar.close()
