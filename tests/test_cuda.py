@@ -22,7 +22,8 @@ SRA = ["model=sra_mlp", "model.params.iters=6", "model.params.widths=[32]", "tra
 @pytest.mark.parametrize("method", [
     ["method=gaussian"], ["method=gaussian", "method.smoothing=soft"],
     ["method=gaussian", "certify.sequential=true", "certify.max_radius=0.2", "certify.seq_n_min=100"],
-    ["method=gaussian", "certify.precision=bf16"],
+    ["method=gaussian", "certify.precision=bf16"], ["method=gaussian", "certify.points_per_batch=3"],
+    ["method=mog", "K=3", "method.certificate=componentwise", "certify.points_per_batch=2"],
     ["method=mog", "K=3"], ["method=mog", "K=3", "method.semantics=sum"],
     ["method=mog", "K=3", "certify.sequential=true", "certify.max_radius=0.2", "certify.seq_n_min=100"],
     ["method=laplace"], ["method=dsmooth", "method.n_images=40", "method.attack.queries=2"],
