@@ -254,26 +254,25 @@ def run_points(csv_path: Path, columns: tuple[str, ...], indices: list[int], tes
             log.info("resuming %s: %d of %d points already done", csv_path, len(indices) - len(todo),
                      len(indices))
         right, k = 0, 0
-        bar = progress(total=len(todo), desc=desc, unit="pt")
-        for start in range(0, len(todo), group):
-            chunk = todo[start:start + group]
-            items = []
-            for i in chunk:
-                x, label = test_ds[i]
-                check_input(x, spec, f"test point {i}")
-                items.append((x.to(device), i, int(label)))
-            t0 = time.perf_counter()
-            if evaluate_group is None or len(items) == 1:
-                rows = [evaluate(x, i) for x, i, _ in items]
-            else:
-                rows = evaluate_group([(x, i) for x, i, _ in items], evaluate)
-            elapsed = (time.perf_counter() - t0) / len(items)
-            for (_, i, label), row in zip(items, rows, strict=True):
-                row.update(idx=i, label=label, correct=int(row["predict"] == label), time_s=elapsed)
-                if pixels is not None:
-                    row["pixels"] = pixels[i]
-                results.append(row)
-                right, k = right + row["correct"], k + 1
-            bar.update(len(items))
-            bar.set_postfix(acc=f"{right / k:.3f}", refresh=False)
-        bar.close()
+        with progress(total=len(todo), desc=desc, unit="pt") as bar:  # closed (drawn final) on interrupt too
+            for start in range(0, len(todo), group):
+                chunk = todo[start:start + group]
+                items = []
+                for i in chunk:
+                    x, label = test_ds[i]
+                    check_input(x, spec, f"test point {i}")
+                    items.append((x.to(device), i, int(label)))
+                t0 = time.perf_counter()
+                if evaluate_group is None or len(items) == 1:
+                    rows = [evaluate(x, i) for x, i, _ in items]
+                else:
+                    rows = evaluate_group([(x, i) for x, i, _ in items], evaluate)
+                elapsed = (time.perf_counter() - t0) / len(items)
+                for (_, i, label), row in zip(items, rows, strict=True):
+                    row.update(idx=i, label=label, correct=int(row["predict"] == label), time_s=elapsed)
+                    if pixels is not None:
+                        row["pixels"] = pixels[i]
+                    results.append(row)
+                    right, k = right + row["correct"], k + 1
+                bar.update(len(items))
+                bar.set_postfix(acc=f"{right / k:.3f}", refresh=False)
