@@ -6,7 +6,8 @@ K isotropic Gaussians with standard deviations evenly spaced over [sigma_min, si
 Certificates: ``paper`` (Theorem 2; unsound under ``mixture``), ``componentwise`` and ``pooled`` (sound
 under ``mixture``: per-component bounds at alpha/K, or the worst case over how the pooled probability splits
 across components), ``exact`` (tight under ``sum``); the default (``None``) is the sound one for the semantics:
-``pooled`` under ``mixture`` (the sharper of the two there: docs/REPRODUCTION.md), ``exact`` under ``sum``.
+``pooled`` under ``mixture`` (the sharper one for K >= 5 in docs/REPRODUCTION.md; ``componentwise`` can be
+sharper at K = 2), ``exact`` under ``sum``.
 Hard or soft smoothing.
 """
 
