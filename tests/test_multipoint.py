@@ -21,6 +21,7 @@ CASES = {
     "laplace": ["method=laplace"],
     "mog_pooled": ["method=mog", "K=3"],
     "mog_componentwise": ["method=mog", "K=3", "method.certificate=componentwise"],
+    "gaussian_attacked": ["certify.attack={name: square_fgsm, eps_inf: 0.3, queries: 5, eps_l2: 0.3}"],
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import hydra
@@ -20,6 +21,9 @@ from rsbench.stages.points import prepare_point_run
 
 BASE_COLUMNS = ("idx", "label", "predict", "radius", "correct", "time_s")
 ATTACK_COLUMNS = ("attack_norm", "attack_inside")
+# one attack at a time: attacks may seed and draw from torch's global generator, which the threads of
+# certify.points_per_batch share, so attacking points one by one keeps every row what it is alone
+_ATTACK_LOCK = threading.Lock()
 
 
 def attack_row(method, run, attack: dict, x: torch.Tensor, idx: int, radius: float, predict: int) -> dict:
@@ -29,7 +33,8 @@ def attack_row(method, run, attack: dict, x: torch.Tensor, idx: int, radius: flo
     from rsbench.certify.smoothing import ABSTAIN
 
     label = torch.tensor([int(run.test_ds[idx][1])], device=x.device)
-    delta = (run_attack(attack, run.model, x.unsqueeze(0), label) - x.unsqueeze(0))[0]
+    with _ATTACK_LOCK:
+        delta = (run_attack(attack, run.model, x.unsqueeze(0), label) - x.unsqueeze(0))[0]
     dist = method.distance(delta) if hasattr(method, "distance") else float(delta.norm())
     return {"attack_norm": dist, "attack_inside": int(predict != ABSTAIN and dist <= radius)}
 

@@ -40,23 +40,27 @@ class PointRun:
     pool: Any = None  # a ForwardPool when points_per_batch > 1
 
     def __post_init__(self) -> None:
-        if self.points_per_batch > 1:  # samplers see pooled forwards; certificates are unchanged
+        # samplers (only they) see pooled forwards; attacks and everything else keep the model itself
+        self._sampling = (self.model, self.pushforward)
+        if self.points_per_batch > 1:
             import copy
 
             from rsbench.certify.multipoint import ForwardPool, PooledModel
 
             self.pool = ForwardPool()
-            self.model = PooledModel(self.model, self.pool)
-            if self.pushforward is not None:
-                self.pushforward = copy.copy(self.pushforward)
-                self.pushforward.rest = self.pool.wrap(self.pushforward.rest)
+            pushforward = self.pushforward
+            if pushforward is not None:
+                pushforward = copy.copy(pushforward)
+                pushforward.rest = self.pool.wrap(pushforward.rest)
+            self._sampling = (PooledModel(self.model, self.pool), pushforward)
 
     def sampler(self, x: torch.Tensor, idx: int) -> Any:
         """Monte Carlo access to test point ``idx`` under the method's noise (seeded per point)."""
         from rsbench.certify.sampling import PRECISIONS, PointSampler
 
-        return PointSampler(self.model, self.method.noise, x, idx, self.spec.num_classes, self.batch, self.seed,
-                            self.pushforward, self.channels_last, PRECISIONS[self.precision])
+        model, pushforward = self._sampling
+        return PointSampler(model, self.method.noise, x, idx, self.spec.num_classes, self.batch, self.seed,
+                            pushforward, self.channels_last, PRECISIONS[self.precision])
 
     def run(self, columns: tuple[str, ...], evaluate: Callable[[torch.Tensor, int], dict[str, Any]]) -> None:
         """Run ``evaluate`` on every point (``points_per_batch`` at a time); a reduced-precision run's rows say
