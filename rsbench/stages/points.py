@@ -149,8 +149,9 @@ MAX_POINTS_PER_BATCH = 64
 
 
 def points_per_batch(value: Any, device: torch.device, batch: int, n: int, stage: str = "certify") -> int:
-    """``<stage>.points_per_batch``: a number, or 'auto': 1 on CPU (no gain measured there), and on a GPU
-    enough points that their n draws fill the forward batch, batch // min(batch, n), at most 64."""
+    """``<stage>.points_per_batch``: a number, or 'auto': 1 on CPU (CPU runs stay as they were unless asked;
+    docs/PERFORMANCE.md), and on a GPU enough points that their n draws fill the forward batch,
+    batch // min(batch, n), at most 64."""
     if value == "auto":
         return 1 if device.type != "cuda" else max(1, min(MAX_POINTS_PER_BATCH, batch // max(1, min(batch, n))))
     require(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
