@@ -75,7 +75,8 @@ def main() -> None:
     root = Path(args.root)
     table, curves = collect(root)
     table.to_csv(root / "table.csv", index=False)
-    (root / "table.md").write_text(to_markdown(table.drop(columns="run").set_index(["label", "seed"])))
+    per_seed = table.assign(network=table["label"] + ", seed " + table["seed"].astype(str))
+    (root / "table.md").write_text(to_markdown(per_seed.drop(columns=["run", "label"]).set_index("network")))
     if table.groupby("label")["seed"].nunique().max() > 1:
         seeds = seed_table(table, ["label"], METRICS, args.level)
         seeds.to_csv(root / "seeds.csv", index=False)
@@ -85,7 +86,8 @@ def main() -> None:
         rows = [{"A": a, "B": b, "metric": m, **paired_seed_difference(_setting(table, a), _setting(table, b), m,
                                                                           args.level)}
                 for a, b in args.compare for m in METRICS]
-        (root / "compare.md").write_text(to_markdown(pd.DataFrame(rows).set_index(["A", "B", "metric"]), 4))
+        named = pd.DataFrame(rows).assign(pair=lambda t: t["A"] + " minus " + t["B"] + ": " + t["metric"])
+        (root / "compare.md").write_text(to_markdown(named.drop(columns=["A", "B", "metric"]).set_index("pair"), 4))
         print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:+.4f}"))
     grid = table[table["loss"].isin(["mscr", "zhen"])].dropna(subset=["d", "var_x"])
     if len(grid):
