@@ -106,7 +106,7 @@ def _cell(column: str, value: object, digits: int) -> str:
     if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
         if np.isnan(value):
             return ""
-        return f"{int(value)}" if column in ("points", "seeds") else f"{value:.{digits}f}"
+        return f"{int(value)}" if column in ("points", "seeds", "seed") else f"{value:.{digits}f}"
     return "" if value is None else str(value)
 
 
