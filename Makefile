@@ -7,7 +7,7 @@ TORCH   ?= torch==2.14.1 torchvision==0.29.1
 # Real datasets (MNIST, CIFAR-10 sample) for the reproductions; the demo and tests need none.
 export RSBENCH_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install demo test test-slow lint docs figures reproduce-engine mnist-models mog-figures idrs-figures dsmooth-figures sra-figures slurm-test bench perf-sequential perf-sequential-methods smoke-cifar cifar-models cifar-figures faults clean
+.PHONY: install demo test test-slow lint docs figures reproduce-engine mnist-models mog-figures idrs-figures dsmooth-figures sra-figures sra-seeds slurm-test bench perf-sequential perf-sequential-methods smoke-cifar cifar-models cifar-figures faults clean
 
 install: $(VENV)/.installed
 
@@ -120,6 +120,15 @@ sra-figures: install          ## SRA Fig. 2-4 style on MNIST: a sub-grid of App.
 	$(SRA_R) train.loss.name=sce hydra.sweep.dir=$(SRA)/sce
 	$(BIN)/python scripts/sra_figures.py $(SRA)
 
+SRA3   := $(FIG)/sra_seeds
+SRA3_R := $(RS) robustness -m experiment=sra_mnist seed=0,1,2
+sra-seeds: install            ## SRA on MNIST, three seeds per setting behind the paper's orderings, paired by seed
+	$(SRA3_R) train.loss.name=mscr train.loss.d=1.0 train.loss.var_x=0.01 hydra.sweep.dir=$(SRA3)/mscr
+	$(SRA3_R) train.loss.name=mcr train.loss.d=1.0 hydra.sweep.dir=$(SRA3)/mcr
+	$(SRA3_R) train.loss.name=zhen train.loss.d=10 train.loss.var_x=0.16 hydra.sweep.dir=$(SRA3)/zhen
+	$(BIN)/python scripts/sra_figures.py $(SRA3) --compare "mscr d=1.0 var_x=0.01" "mcr d=1.0 var_x=None" \
+		--compare "mscr d=1.0 var_x=0.01" "zhen d=10 var_x=0.16" --compare "mcr d=1.0 var_x=None" "zhen d=10 var_x=0.16"
+
 SMOKE := outputs/smoke
 SMOKE_ZOO := resnet20,vgg13_bn,mobilenetv2_x0_5,shufflenetv2_x0_5,repvgg_a0
 SMOKE_DS := dataset=standin_cifar10 train.epochs=1 train.max_examples=256 certify.n=100 certify.skip=40 \
@@ -203,7 +212,7 @@ cifar-figures: cifar-models   ## Cohen, MoG Figs. 1-2, DSmooth (+ zoo timing), S
 		hydra.sweep.dir=$(CF)/sra/zhen
 	$(BIN)/python scripts/sra_figures.py $(CF)/sra
 
-figures: reproduce-engine mog-figures idrs-figures dsmooth-figures sra-figures cifar-figures   ## every paper figure
+figures: reproduce-engine mog-figures idrs-figures dsmooth-figures sra-figures sra-seeds cifar-figures   ## every paper figure
 
 MLP_CKPT := outputs/train/experiment-cohen_mnist__model-mlp/model.pt
 perf-sequential: install      ## sequential vs fixed-n certification, 500 MNIST points, n_max = 100,000 (docs/PERFORMANCE.md)
