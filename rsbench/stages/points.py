@@ -149,7 +149,7 @@ MAX_POINTS_PER_BATCH = 64
 
 
 def points_per_batch(value: Any, device: torch.device, batch: int, n: int, stage: str = "certify") -> int:
-    """``<stage>.points_per_batch``: a number, or 'auto': 1 on CPU (CPU runs stay as they were unless asked;
+    """``<stage>.points_per_batch``: a number, or 'auto': 1 on CPU (where pooling was measured slower,
     docs/PERFORMANCE.md), and on a GPU enough points that their n draws fill the forward batch,
     batch // min(batch, n), at most 64."""
     if value == "auto":
