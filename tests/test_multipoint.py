@@ -11,7 +11,7 @@ import torch
 from conftest import CERTIFY_SETTINGS, TINY_CERTIFY, run_cli
 from rsbench.certify.multipoint import ForwardPool
 from rsbench.errors import RsbenchError
-from rsbench.stages.points import points_per_batch
+from rsbench.stages.points import check_points_per_batch, points_per_batch
 
 CASES = {
     "gaussian": [],
@@ -99,7 +99,7 @@ def test_points_per_batch_values() -> None:
     assert points_per_batch(8, cpu, 1600, 100) == 8
     for bad in (0, -1, "many", 2.5, True):
         with pytest.raises(RsbenchError, match="valid values: auto or an integer >= 1"):
-            points_per_batch(bad, cpu, 1600, 100)
+            check_points_per_batch(bad)
 
 
 def test_cnn_rows_identical_across_points_per_batch(tmp_path) -> None:

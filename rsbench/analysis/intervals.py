@@ -32,14 +32,21 @@ def check_level(level: float | None) -> float | None:
     return level
 
 
+def _clopper_pearson(k: np.ndarray, m: int, level: float) -> np.ndarray:
+    """(len(k), 2) exact two-sided intervals for k successes (an array) in m trials."""
+    k = np.asarray(k)
+    q = (1.0 - check_level(level)) / 2.0
+    lo = np.where(k > 0, beta.ppf(q, np.maximum(k, 1), m - k + 1), 0.0)
+    hi = np.where(k < m, beta.ppf(1.0 - q, k + 1, np.maximum(m - k, 1)), 1.0)
+    return np.stack([lo, hi], axis=1)
+
+
 def clopper_pearson_interval(k: int, m: int, level: float = 0.95) -> tuple[float, float]:
     """Exact two-sided interval for a binomial proportion from k successes in m trials (NaN if m = 0)."""
     if m <= 0:
         return float("nan"), float("nan")
-    q = (1.0 - check_level(level)) / 2.0
-    lo = 0.0 if k <= 0 else float(beta.ppf(q, k, m - k + 1))
-    hi = 1.0 if k >= m else float(beta.ppf(1.0 - q, k + 1, m - k))
-    return lo, hi
+    lo, hi = _clopper_pearson(np.array([k]), m, level)[0]
+    return float(lo), float(hi)
 
 
 def certified_accuracy_intervals(correct: np.ndarray, radius: np.ndarray, radii: Sequence[float],
@@ -47,14 +54,10 @@ def certified_accuracy_intervals(correct: np.ndarray, radius: np.ndarray, radii:
     """(len(radii), 2) array of Clopper–Pearson intervals on the certified accuracy at each radius."""
     ok = np.asarray(correct, dtype=bool)
     rad = np.sort(np.asarray(radius, dtype=float)[ok])
-    m = len(ok)
-    if m == 0:
+    if not len(ok):
         return np.full((len(radii), 2), np.nan)
     k = len(rad) - np.searchsorted(rad, np.asarray(radii, dtype=float), side="left")  # correct with radius >= r
-    q = (1.0 - check_level(level)) / 2.0
-    lo = np.where(k > 0, beta.ppf(q, np.maximum(k, 1), m - k + 1), 0.0)
-    hi = np.where(k < m, beta.ppf(1.0 - q, k + 1, np.maximum(m - k, 1)), 1.0)
-    return np.stack([lo, hi], axis=1)
+    return _clopper_pearson(k, len(ok), level)
 
 
 def bootstrap_mean_interval(values: np.ndarray, level: float = 0.95, draws: int = 2000,

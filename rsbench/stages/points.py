@@ -86,6 +86,7 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
     require(cfg.get("K") is None or cfg.method.get("K") is not None,
             f"K={cfg.get('K')} is a parameter of method=mog; add method=mog (current method: {cfg.method.name})")
     batch = section.batch if section.batch == "auto" else check_count(f"{stage}.batch", section.batch)
+    per_batch = check_points_per_batch(section.get("points_per_batch", 1), stage)
     for key in ("channels_last", "pushforward"):
         require(section.get(key, "auto") in ("auto", "off"),
                 f"{stage}.{key}={section.get(key)!r} is invalid; valid values: auto, off")
@@ -138,7 +139,7 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
     # the pushforward sampler computes the first layer in fp32: at reduced precision the whole network runs
     # under autocast instead, so the certified classifier is exactly "the network at that precision"
     pushforward = section.get("pushforward", "auto") if isinstance(method.noise, ScaledGaussian) else "off"
-    k = points_per_batch(section.get("points_per_batch", 1), device, batch, int(settings.get("n", batch)), stage)
+    k = points_per_batch(per_batch, device, batch, int(settings.get("n", batch)))
     if k > 1:
         log.info("%s.points_per_batch=%d: %d test points share each forward batch", stage, k, k)
     return PointRun(method, device, test_ds, spec, indices, model, meta, csv_path, batch, int(cfg.seed),
@@ -148,14 +149,19 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
 MAX_POINTS_PER_BATCH = 64
 
 
-def points_per_batch(value: Any, device: torch.device, batch: int, n: int, stage: str = "certify") -> int:
-    """``<stage>.points_per_batch``: a number, or 'auto': 1 on CPU (where pooling was measured slower,
+def check_points_per_batch(value: Any, stage: str = "certify") -> int | str:
+    """``<stage>.points_per_batch``, checked: 'auto' or an integer >= 1."""
+    require(value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1),
+            f"{stage}.points_per_batch={value!r} is invalid; valid values: auto or an integer >= 1")
+    return value
+
+
+def points_per_batch(value: int | str, device: torch.device, batch: int, n: int) -> int:
+    """A checked ``points_per_batch`` resolved: 'auto' is 1 on CPU (where pooling was measured slower,
     docs/PERFORMANCE.md), and on a GPU enough points that their n draws fill the forward batch,
     batch // min(batch, n), at most 64."""
     if value == "auto":
         return 1 if device.type != "cuda" else max(1, min(MAX_POINTS_PER_BATCH, batch // max(1, min(batch, n))))
-    require(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
-            f"{stage}.points_per_batch={value!r} is invalid; valid values: auto or an integer >= 1")
     return int(value)
 
 
