@@ -108,12 +108,23 @@ def write_json_atomic(path: str | Path, data: Any) -> Path:
     return atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=1, sort_keys=True)))
 
 
-def holder_text(path: Path) -> str:
-    """Who holds a lock file, as its holder wrote it ("pid 123 on host")."""
-    try:
-        info = json.loads(path.read_text() or "{}")
-    except (OSError, ValueError):
-        return "another process"
+def holder_text(path: Path, patience: float = 1.0) -> str:
+    """Who holds a lock file, as its holder wrote it ("pid 123 on host").
+
+    A holder writes its pid just after taking the lock, so a reader that lost the race by microseconds
+    may find the file empty or half-written: it reads again for up to ``patience`` seconds.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            info = json.loads(path.read_text() or "{}")
+        except OSError:
+            return "another process"
+        except ValueError:
+            info = {}
+        if info or time.monotonic() >= deadline:
+            break
+        time.sleep(0.02)
     return f"pid {info.get('pid', '?')} on {info.get('host', '?')}" if info else "another process"
 
 
@@ -139,9 +150,9 @@ def file_lock(path: str | Path, blocking: bool = True, wait_message: str | None 
             if wait_message:
                 log.info("%s (held by %s)", wait_message, holder_text(path))
             fcntl.flock(fd, fcntl.LOCK_EX)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                  "since": time.time()}).encode(), 0)
+        record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode()
+        os.pwrite(fd, record, 0)  # write, then cut: the file is never empty once a holder has written
+        os.ftruncate(fd, len(record))
         yield path
     finally:
         os.close(fd)  # closing the descriptor releases the lock

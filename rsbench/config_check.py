@@ -9,6 +9,7 @@ their first value); a parse error, an unknown key or an unknown group option bec
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from typing import Any
 
@@ -89,10 +90,15 @@ def _unknown_part(cfg: DictConfig, dotted: str) -> tuple[str, str, list[str]]:
     return parts[-1], ".".join(parts[:-1]), []
 
 
+SLURM_SIGNAL_RESOLUTION_S = 60  # sbatch(1), --signal: "the signal may be sent up to 60 seconds earlier than specified"
+JOB_START_S = 30  # time a job needs to start Python and install submitit's handler before a signal can requeue it
+
+
 def check_slurm_timing(conf_dir: str, overrides: list[str]) -> None:
-    """SLURM signals a job ``signal_delay_s`` before its time limit so submitit can requeue it; with
-    ``timeout_min * 60 <= signal_delay_s`` the signal comes before submitit's handler exists and the job
-    dies with nothing done and no requeue. Refuse that pair before anything is submitted."""
+    """SLURM signals a job ``signal_delay_s`` before its time limit so submitit can requeue it, and may send
+    that signal up to 60 s early. A signal that lands before submitit's handler exists kills the job with
+    nothing done and no requeue, so refuse ``timeout_min * 60 < signal_delay_s + 60 + 30`` before anything
+    is submitted (the 30 s let the job start)."""
     if "hydra/launcher=slurm" not in overrides:
         return
     preset = OmegaConf.load(f"{conf_dir}/hydra/launcher/slurm.yaml")
@@ -106,10 +112,12 @@ def check_slurm_timing(conf_dir: str, overrides: list[str]) -> None:
             except ValueError:
                 raise RsbenchError(f"{key}={value!r} is invalid: it must be a number") from None
     timeout, delay = float(values["timeout_min"]), float(values["signal_delay_s"])
-    if timeout * 60 <= delay:
-        raise RsbenchError(f"hydra.launcher.timeout_min={timeout:g} is not longer than signal_delay_s={delay:g} "
-                           "seconds: SLURM would signal the job before it can requeue itself; raise timeout_min "
-                           "or lower hydra.launcher.signal_delay_s")
+    least = delay + SLURM_SIGNAL_RESOLUTION_S + JOB_START_S
+    if timeout * 60 < least:
+        raise RsbenchError(f"hydra.launcher.timeout_min={timeout:g} is too short for signal_delay_s={delay:g}: SLURM "
+                           f"may send the requeue signal up to {SLURM_SIGNAL_RESOLUTION_S} s early, before the job "
+                           f"can catch it; use timeout_min >= {math.ceil(least / 60)} or a smaller "
+                           "hydra.launcher.signal_delay_s")
 
 
 def check_overrides(conf_dir: str, stage: str, args: list[str]) -> None:

@@ -8,7 +8,7 @@ For each model (MNIST MLP 784-200-10, MNIST CNN, CIFAR ResNet-20), measured side
   ratio    certify / limit (1.0 = certification costs nothing beyond the forward passes)
   channels_last_speedup  (conv models) limit in channels-last order / limit in the default order, paired
   peak MB  peak resident memory of the process while certifying n = max(20 batches, 10,000) (reset before each
-           measurement), and again for 10x more samples: streaming keeps it flat in n
+           measurement), and again for 10x more samples (3x on CUDA): streaming keeps it flat in n
 The MLP is also measured with the linear pushforward sampler (its own row). Each number is the
 median of --repeats runs, with the min-max spread. Writes outputs/bench/bench.csv and bench.md.
 
@@ -19,7 +19,13 @@ certify.points_per_batch=K` runs them), interleaved; printed as the multi-point 
 --device cuda (the default when CUDA is available) measures on the GPU (timings synchronised, peak MB =
 peak allocated GPU memory), adds a CIFAR ResNet-110 and defaults --precision to fp32,bf16: each
 precision gets its own rows (limit and certify both under that autocast), and the run ends with the
-bf16 / fp32 certify throughput ratio per model. On CPU the default stays fp32 (the same rows as before).
+bf16 / fp32 certify throughput ratio per model. On CUDA, certify runs at the batch `certify.batch=auto`
+picks (rsbench.stages.points.fastest_batch, probing up to the memory limit) with n = 100,000 per point
+(--n), and the limit is the best raw throughput over the candidate sizes and that batch. On CPU the
+default stays fp32 (the same rows as before).
+
+--compile adds a "compiled" row per model in --compile-models: the same limit and certify with the model
+under torch.compile as `certify.compile=true` runs it, so the speed-up compilation buys is read off side by side.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from rsbench.data.registry import DatasetSpec
 from rsbench.methods.gaussian import GaussianSmoothing
 from rsbench.models import build_model
 from rsbench.runtime import tune_allocator
+from rsbench.stages.points import compiled, fastest_batch
 
 MNIST = DatasetSpec("mnist", "mnist", (1, 28, 28), 10, (0.1307,), (0.3081,))
 CIFAR = DatasetSpec("cifar10", "cifar10", (3, 32, 32), 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
@@ -122,19 +129,25 @@ def certify_rate(model, spec, batch, n, min_time, pushforward=None, channels_las
 
 
 def multipoint_rates(model, spec, batch: int, n: int, k: int, min_time: float, channels_last: bool,
-                     precision) -> tuple[float, float]:
-    """Evaluations/s of CERTIFY over k test points, one at a time and k at a time (pooled forwards)."""
+                     precision, pooling: str = "request") -> tuple[float, float]:
+    """Evaluations/s of CERTIFY over k test points, one at a time and k at a time. ``pooling="request"`` pools
+    them as ``certify.points_per_batch=k`` does (rsbench/stages/points.py: whole Monte Carlo requests through
+    the pool, one noise fill and forward stream per group); ``"forward"`` pools only the forward calls (each
+    point draws its own noise), for comparison (scripts/bench_multipoint.py)."""
     xs = [torch.rand(spec.shape, device=DEVICE) for _ in range(k)]
     method = GaussianSmoothing(0.25)
     pool = ForwardPool()
     pooled = PooledModel(model, pool)
+    whole = pooling == "request"
 
-    def certify(m, x, i):
-        return method.certify(PointSampler(m, method.noise, x, i, spec.num_classes, batch, 0, None,
-                                           channels_last, precision), 100, n, 0.001)
+    def certify(x, i, together: bool):
+        sampler = PointSampler(pooled if together else model, method.noise, x, i, spec.num_classes, batch, 0, None,
+                               channels_last, precision, pool if together and whole else None,
+                               model if together and whole else None)
+        return method.certify(sampler, 100, n, 0.001)
 
-    single = _rate(lambda: [certify(model, x, i) for i, x in enumerate(xs)], k * (100 + n), min_time)
-    multi = _rate(lambda: pool.evaluate([(x, i) for i, x in enumerate(xs)], lambda x, i: certify(pooled, x, i)),
+    single = _rate(lambda: [certify(x, i, False) for i, x in enumerate(xs)], k * (100 + n), min_time)
+    multi = _rate(lambda: pool.evaluate([(x, i) for i, x in enumerate(xs)], lambda x, i: certify(x, i, True)),
                   k * (100 + n), min_time)
     return single, multi
 
@@ -145,9 +158,15 @@ def main() -> None:
     ap.add_argument("--min-time", type=float, default=0.4, help="seconds per timed measurement")
     ap.add_argument("--out", type=Path, default=Path("outputs/bench"))
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--points", type=int, default=8, help="test points per batch for the multi-point rows")
+    ap.add_argument("--points", type=int, default=None, help="test points per batch for the multi-point rows "
+                                                             "(default: 8 on CPU, 64 on CUDA)")
     ap.add_argument("--precision", default=None, help="comma-separated, of fp32,bf16,fp16 (default: fp32 on CPU, "
                                                       "fp32,bf16 on CUDA)")
+    ap.add_argument("--n", type=int, default=None, help="samples per certified point (default: max(20 batches, "
+                                                        "10,000) on CPU, 100,000 on CUDA)")
+    ap.add_argument("--models", default=None, help="comma-separated subset of the models (default: all)")
+    ap.add_argument("--compile", action="store_true", help="add torch.compile rows (see above)")
+    ap.add_argument("--compile-models", default="mnist_cnn,cifar_resnet20")
     args = ap.parse_args()
     global DEVICE
     DEVICE = torch.device(args.device)
@@ -158,6 +177,8 @@ def main() -> None:
     models = dict(MODELS)
     if DEVICE.type == "cuda":
         models["cifar_resnet110"] = ("cifar_resnet", CIFAR, {"depth": 110})
+    if args.models:
+        models = {k: models[k] for k in args.models.split(",")}
     print(f"torch {torch.__version__}, device {DEVICE}, {torch.get_num_threads()} threads, repeats={args.repeats}, "
           f"precision {','.join(precisions)}")
     for (name, (arch, spec, params)), prec in ((m, p) for m in models.items() for p in precisions):
@@ -170,46 +191,60 @@ def main() -> None:
         if cl:
             model = model.to(memory_format=torch.channels_last)
         candidates = [100, 200, 500, 1000, 2000, 4000] if arch == "mlp" else [100, 200, 400, 800]
-        if DEVICE.type == "cuda":
-            candidates = [500, 1000, 2000, 4000, 8000, 16000]
-        batch, _ = raw_limit(model, spec, candidates, args.min_time / 2, cl, precision)
-        n = max(20 * batch, 10_000)  # at least the engine's quick N: per-point costs amortised as in use
-        variants = [("direct", None)]
+        if DEVICE.type == "cuda":  # certify at the engine's batch=auto; the limit at the best size seen
+            batch = fastest_batch(model, spec, DEVICE, cl, precision)
+            limit_batch, _ = raw_limit(model, spec, sorted({500, 1000, 2000, 4000, 8000, 16000, batch}),
+                                       args.min_time / 2, cl, precision)
+            n = args.n or 100_000  # the issue's N per point
+        else:
+            batch = limit_batch = raw_limit(model, spec, candidates, args.min_time / 2, cl, precision)[0]
+            n = args.n or max(20 * batch, 10_000)  # at least the engine's quick N: per-point costs amortised
+        variants = [("direct", model, None)]
         if LinearPushforward.applies(model) and precision is None:  # as rsbench certify: fp32 only
-            variants.append(("pushforward", LinearPushforward(model)))
-        limits, plain_limits, certs = [], [], {v: [] for v, _ in variants}
-        peaks = {v: [] for v, _ in variants}
+            variants.append(("pushforward", model, LinearPushforward(model)))
+        if args.compile and name in args.compile_models.split(","):
+            variants.append(("compiled", compiled(model), None))  # as certify.compile=true builds it
+        limits = {v: [] for v, _, _ in variants}
+        plain_limits, certs, peaks = [], {v: [] for v, _, _ in variants}, {v: [] for v, _, _ in variants}
         for _ in range(args.repeats):  # interleaved, so drift in machine load hits every column alike
-            limits.append(raw_limit(model, spec, [batch], args.min_time, cl, precision)[1])
+            for v, m, pf in variants:
+                if pf is None:  # the pushforward row shares the direct row's limit
+                    limits[v].append(raw_limit(m, spec, [limit_batch], args.min_time, cl, precision)[1])
             if plain is not None:
-                plain_limits.append(raw_limit(plain, spec, [batch], args.min_time, False, precision)[1])
-            for v, pf in variants:
-                rate, peak = certify_rate(model, spec, batch, n, args.min_time, pf, cl, precision)
+                plain_limits.append(raw_limit(plain, spec, [limit_batch], args.min_time, False, precision)[1])
+            for v, m, pf in variants:
+                rate, peak = certify_rate(m, spec, batch, n, args.min_time, pf, cl, precision)
                 certs[v].append(rate)
                 peaks[v].append(peak)
-        big_peak = {v: certify_rate(model, spec, batch, 10 * n, args.min_time, pf, cl, precision)[1]
-                    for v, pf in variants}
-        for v, _ in variants:
-            ratios = [c / lim for c, lim in zip(certs[v], limits, strict=True)]
+        limits["pushforward"] = limits["direct"]
+        scale = 3 if DEVICE.type == "cuda" else 10  # n is already 100,000 there
+        big_peak = {v: certify_rate(m, spec, batch, scale * n, args.min_time, pf, cl, precision)[1]
+                    for v, m, pf in variants}
+        for v, _, _ in variants:
+            # every row against the eager model's limit: a compiled row's ratio above 1 is compilation's gain
+            ratios = [c / lim for c, lim in zip(certs[v], limits["direct"], strict=True)]
+            lim = limits[v]
             rows.append({
                 "model": name, "device": DEVICE.type, "precision": prec, "sampler": v,
-                "memory_format": "channels_last" if cl else "-", "batch": batch,
-                "limit_samples_s": statistics.median(limits), "limit_spread": f"{min(limits):.0f}-{max(limits):.0f}",
+                "memory_format": "channels_last" if cl else "-", "batch": batch, "limit_batch": limit_batch, "n": n,
+                "limit_samples_s": statistics.median(lim), "limit_spread": f"{min(lim):.0f}-{max(lim):.0f}",
                 "certify_samples_s": statistics.median(certs[v]),
                 "certify_spread": f"{min(certs[v]):.0f}-{max(certs[v]):.0f}",
                 "ratio": statistics.median(ratios), "ratio_spread": f"{min(ratios):.2f}-{max(ratios):.2f}",
                 "peak_mb": max(peaks[v]), "peak_mb_10x_n": big_peak[v],
-                "channels_last_speedup": statistics.median([a / b for a, b in zip(limits, plain_limits, strict=True)])
+                "channels_last_speedup": statistics.median([a / b for a, b in
+                                                            zip(limits["direct"], plain_limits, strict=True)])
                 if plain is not None else float("nan"),
             })
-            print(f"{name:22s} {prec:4s} {v:11s} batch {batch:5d}  limit {rows[-1]['limit_samples_s']:10.0f}/s  "
+            print(f"{name:22s} {prec:4s} {v:11s} batch {batch:6d}  limit {rows[-1]['limit_samples_s']:10.0f}/s  "
                   f"certify {rows[-1]['certify_samples_s']:10.0f}/s  ratio {rows[-1]['ratio']:.2f} "
                   f"[{rows[-1]['ratio_spread']}]  peak {rows[-1]['peak_mb']:.0f} MB")
         if name == "mnist_cnn":  # small model, n = 1,000: where one point's blocks leave the device idle
-            pairs = [multipoint_rates(model, spec, batch, 1000, args.points, args.min_time, cl, precision)
+            k = args.points or (64 if DEVICE.type == "cuda" else 8)
+            pairs = [multipoint_rates(model, spec, batch, 1000, k, args.min_time, cl, precision)
                      for _ in range(max(3, args.repeats // 3))]
             ratios = [m / s for s, m in pairs]
-            print(f"{name:22s} {prec:4s} multi-point ({args.points} points) / single-point certify at n = 1,000: "
+            print(f"{name:22s} {prec:4s} multi-point ({k} points) / single-point certify at n = 1,000: "
                   f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}] "
                   f"({statistics.median([m for _, m in pairs]):.0f} vs {statistics.median([s for s, _ in pairs]):.0f}"
                   " evaluations/s)")

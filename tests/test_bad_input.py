@@ -32,6 +32,7 @@ def _fails(tmp_path, capsys, args, pattern, code=2):
     ("certify.skip=0", r"skip=0 is invalid"),
     ("certify.batch=0", r"certify.batch=0 is invalid"),
     ("certify.points_per_batch=0", r"certify.points_per_batch=0 is invalid; valid values: auto or an integer >= 1"),
+    ("certify.compile=maybe", r"certify.compile='maybe' is invalid; valid values: true, false"),
     ("device=tpu", r"device='tpu' is invalid"),
     ("K=3", r"K=3 is a parameter of method=mog; add method=mog"),
 ])

@@ -67,7 +67,9 @@ def test_resume_after_torn_write_equals_uninterrupted(tmp_path, tiny_model) -> N
 
 
 def test_kill_and_resume_subprocess(tmp_path, tiny_model) -> None:
-    args = ["certify", *TINY_CERTIFY, "certify.n=4000", "certify.max=1000", f"model.checkpoint={tiny_model}",
+    # n = 100,000: ~0.15 s a point here, so the 17 points after the third leave seconds for the kill to land
+    # (at n = 4,000 the whole run took 0.15 s, and a busy CI machine could finish it first)
+    args = ["certify", *TINY_CERTIFY, "certify.n=100000", "certify.max=1000", f"model.checkpoint={tiny_model}",
             f"outputs_dir={tmp_path}"]
     ref = tmp_path / "ref"
     assert run_cli_subprocess([*args, f"hydra.run.dir={ref}"], tmp_path).returncode == 0
@@ -103,8 +105,11 @@ def _interrupt_then_rerun(args: list[str], tmp_path, watch: str, lines: int, sig
     run, ref = tmp_path / "run", tmp_path / "ref"
     watch = run / watch
     full = [*args, f"outputs_dir={tmp_path}", f"hydra.run.dir={run}"]
+    # a shell that starts jobs in the background (CI harnesses do) leaves SIGINT ignored in its children, and
+    # Python keeps an inherited SIG_IGN: give the child Ctrl-C's default meaning, as in an interactive shell
     proc = subprocess.Popen([sys.executable, "-m", "rsbench.cli", *full], cwd=tmp_path, text=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not (watch.exists() and len(watch.read_text().splitlines()) >= lines):
         time.sleep(0.02)
@@ -124,7 +129,7 @@ def _interrupt_then_rerun(args: list[str], tmp_path, watch: str, lines: int, sig
 def test_interrupt_is_one_line_and_resumable(tmp_path, tiny_model, sig, code) -> None:
     """Ctrl-C (SIGINT) or a batch system's SIGTERM: one line, exit 128 + signal, no traceback; the same
     command then finishes with the uninterrupted run's rows."""
-    args = ["certify", *TINY_CERTIFY, "certify.n=4000", "certify.max=1000", f"model.checkpoint={tiny_model}"]
+    args = ["certify", *TINY_CERTIFY, "certify.n=100000", "certify.max=1000", f"model.checkpoint={tiny_model}"]
 
     def stopped_part_way(run) -> None:  # rows flushed up to the signal, far from all 20
         assert 2 <= len((run / "certify.csv").read_text().splitlines()) - 1 < 20
@@ -139,7 +144,8 @@ def test_interrupted_training_is_one_line_and_reruns_to_the_same_model(tmp_path,
     command then trains the model an uninterrupted run gives (every draw is seeded)."""
     import torch
 
-    args = ["train", "model=mlp", "model.params.widths=[64]", "train.epochs=40", "train.max_examples=800"]
+    # ~20 ms an epoch here: 120 epochs leave over 2 s after the first for the signal to land
+    args = ["train", "model=mlp", "model.params.widths=[64]", "train.epochs=120", "train.max_examples=800"]
 
     def no_model(run) -> None:
         assert not (run / "model.pt").exists()

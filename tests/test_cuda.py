@@ -23,6 +23,7 @@ SRA = ["model=sra_mlp", "model.params.iters=6", "model.params.widths=[32]", "tra
     ["method=gaussian"], ["method=gaussian", "method.smoothing=soft"],
     ["method=gaussian", "certify.sequential=true", "certify.max_radius=0.2", "certify.seq_n_min=100"],
     ["method=gaussian", "certify.precision=bf16"], ["method=gaussian", "certify.points_per_batch=3"],
+    ["method=gaussian", "certify.compile=true", "certify.points_per_batch=3"],
     ["method=mog", "K=3", "method.certificate=componentwise", "certify.points_per_batch=2"],
     ["method=mog", "K=3"], ["method=mog", "K=3", "method.semantics=sum"],
     ["method=mog", "K=3", "certify.sequential=true", "certify.max_radius=0.2", "certify.seq_n_min=100"],
@@ -50,3 +51,16 @@ def test_train_predict_and_robustness_on_cuda(tmp_path) -> None:
              "robustness.max=100", "robustness.rs.n=100", "robustness.rs.skip=20", "robustness.gn_draws=2",
              "robustness.mc_draws=10", f"hydra.run.dir={tmp_path / 'rob'}"], tmp_path)
     assert (tmp_path / "rob" / "summary.json").exists()
+
+
+
+def test_fused_noise_on_cuda() -> None:
+    """The one-kernel Gaussian fill on the GPU: the checks tests/test_fused_noise.py runs in the interpreter."""
+    from fused_checks import check_counts, check_draws, check_halfspace
+
+    from rsbench.certify import fused_noise
+
+    assert fused_noise.available(torch.empty(10, 3, 4, 4, device="cuda"))
+    check_draws(torch.device("cuda"))
+    check_counts(torch.device("cuda"))
+    check_halfspace(torch.device("cuda"), n=200_000)

@@ -84,6 +84,24 @@ def test_a_held_run_dir_is_refused_at_once_naming_the_holder(tmp_path, tiny_mode
     assert read_rows(run / "certify.csv")["idx"].is_unique
 
 
+def test_the_holder_is_named_even_when_its_pid_lands_after_the_refusal(tmp_path) -> None:
+    """The race CI hit: the second process reads the lock file between the holder's flock and its write."""
+    import threading
+
+    from rsbench.cache import holder_text
+
+    path = tmp_path / ".certify.lock"
+    path.write_text("")
+    writer = threading.Timer(0.2, lambda: path.write_text('{"pid": 4242, "host": "node7"}'))
+    writer.start()
+    try:
+        assert holder_text(path) == "pid 4242 on node7"
+    finally:
+        writer.join()
+    path.write_text("")
+    assert holder_text(path, patience=0.05) == "another process"  # a holder that never writes: no hang
+
+
 def _certify_process(tmp_path, model, run):
     args = ["certify", *TINY_TRAIN, *CERTIFY_SETTINGS, "certify.skip=1", "certify.max=60", f"model.checkpoint={model}",
             f"hydra.run.dir={run}", f"outputs_dir={tmp_path}"]

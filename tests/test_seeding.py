@@ -9,7 +9,7 @@ import torch
 
 from halfspace import Halfspace, point_at_distance
 from rsbench.certify.sampling import BLOCK, class_counts
-from rsbench.certify.seeding import block_seeds, derived_seed, make_generator
+from rsbench.certify.seeding import block_seeds, block_seeds_many, derived_seed, make_generator
 from rsbench.noise import GaussianMixtureNoise, GaussianNoise
 from rsbench.noise.laplace import LaplaceNoise
 
@@ -24,6 +24,18 @@ def test_block_seeds_equal_seed_sequence() -> None:
         blocks = range(start, start + 7)
         assert block_seeds(seed, key, blocks).tolist() == [derived_seed(seed, *key, j) for j in blocks]
     assert block_seeds(0, (1,), range(0)).shape == (0,)
+
+
+def test_block_seeds_for_many_keys_equal_one_key_at_a_time() -> None:
+    keys = [(3, 1), (0, 1), (2**31, 1), (7, 0, 2)]  # the last has another word count: its own pass
+    for seed in (0, 2**40 + 5, 2**200 + 3):  # the last has more words than SeedSequence's pool
+        many = block_seeds_many(seed, keys[:3], range(4, 19))
+        assert many.shape == (3, 15)
+        for row, key in zip(many, keys[:3], strict=True):
+            assert row.tolist() == block_seeds(seed, key, range(4, 19)).tolist()
+        mixed = block_seeds_many(seed, keys, range(2))
+        assert [r.tolist() for r in mixed] == [[derived_seed(seed, *k, j) for j in range(2)] for k in keys]
+    assert block_seeds_many(0, [], range(3)).shape == (0, 3)
     with pytest.raises(ValueError, match="2\\^32"):
         block_seeds(0, (1,), range(2**32 - 1, 2**32 + 1))
 

@@ -7,7 +7,7 @@ import random
 import pandas as pd
 import pytest
 
-from conftest import TINY_CERTIFY, read_rows, run_cli, run_cli_subprocess
+from conftest import REPO, TINY_CERTIFY, read_rows, run_cli, run_cli_subprocess
 from rsbench.errors import RsbenchError
 from rsbench.sharding import merge_runs, shard_indices
 from rsbench.stages.common import select_indices
@@ -135,13 +135,22 @@ def test_merge_missing_lists_only_incomplete_shards(tmp_path, tiny_model, capsys
     assert "certify.num_shards=4" in out.strip().splitlines()[-1]
 
 
-def test_slurm_timeout_at_or_below_the_signal_delay_is_refused(tmp_path, capsys) -> None:
+def test_slurm_timeout_too_short_for_the_signal_delay_is_refused(tmp_path, capsys) -> None:
+    """SLURM may send the requeue signal up to 60 s before signal_delay_s (sbatch(1)); a limit that leaves
+    the job no time to start before that could kill it with no requeue (CI saw one signalled after 2 s)."""
     from rsbench import cli
+    from rsbench.config_check import check_slurm_timing
 
     with pytest.raises(SystemExit) as info:
         cli.main(["certify", "-m", "hydra/launcher=slurm", "hydra.launcher.timeout_min=2", f"outputs_dir={tmp_path}"])
     assert info.value.code == 2
-    assert "timeout_min=2 is not longer than signal_delay_s=120" in capsys.readouterr().err
+    assert "timeout_min=2 is too short for signal_delay_s=120" in capsys.readouterr().err
+    conf = str(REPO / "conf")
+    launch = ["hydra/launcher=slurm", "hydra.launcher.signal_delay_s=30"]
+    with pytest.raises(RsbenchError, match="use timeout_min >= 2"):
+        check_slurm_timing(conf, [*launch, "hydra.launcher.timeout_min=1"])  # 60 s < 30 + 60 + 30
+    check_slurm_timing(conf, [*launch, "hydra.launcher.timeout_min=2"])  # 120 s: accepted
+    check_slurm_timing(conf, ["hydra.launcher.timeout_min=1"])  # not a SLURM launch: nothing to check
 
 
 def test_threads_follow_slurm_cpus_per_task(monkeypatch) -> None:

@@ -163,13 +163,20 @@ def test_slurm_killed_job_then_relaunch_only_the_incomplete_shard(tmp_path, tiny
     pd.testing.assert_frame_equal(read_rows(sweep / "merged" / "certify.csv"), _local(tmp_path, tiny_model, *slow))
 
 
-def test_slurm_timeout_is_requeued_and_resumes(tmp_path, tiny_model) -> None:
-    """A job longer than its 1-minute limit gets SIGUSR2 30 s before it, submitit requeues it, and certify
-    resumes from its CSV: the sweep succeeds and the rows equal a local run (none lost, none twice).
+def _single_job_id(sweep: Path) -> str:
+    (job,) = _job_dirs(sweep)
+    return job
 
-    The workload is sized from a measured per-point time to about 30 s of certification, so the first attempt
-    (under 25 s of work before the signal) cannot finish on a faster or slower machine either; a later attempt
-    may be requeued again (max_num_timeout=10). SLURM holds a requeued job for a few minutes before it restarts."""
+
+def test_slurm_timeout_is_requeued_and_resumes(tmp_path, tiny_model) -> None:
+    """The time-limit signal mid-run (submitit's SIGUSR2, sent as SLURM sends it at `signal_delay_s`): submitit
+    requeues the job, and certify resumes from its CSV: the sweep succeeds and the rows equal a local run
+    (none lost, none twice).
+
+    The signal is sent with `scancel --signal=USR2` once the job has written rows, not left to a 1-minute
+    time limit: SLURM may send that signal up to 60 s early (sbatch(1), --signal), and CI saw it land 2 s
+    into a job, before submitit's handler existed. The workload is sized from a measured per-point time to
+    about 30 s, so the signal lands mid-run. SLURM holds a requeued job for a few minutes before it restarts."""
     slow = ["certify.n=1000000", "certify.batch=4096"]
     probe = tmp_path / "probe"
     run_cli(["certify", *_args(tmp_path, tiny_model, *slow, "certify.skip=1", "certify.max=3"),
@@ -178,13 +185,23 @@ def test_slurm_timeout_is_requeued_and_resumes(tmp_path, tiny_model) -> None:
     points = min(400, max(10, math.ceil(30.0 / per_point)))
     slow += ["certify.skip=1", f"certify.max={points}"]  # idx 0 .. points - 1
     sweep = tmp_path / "sweep"
-    res = run_cli_subprocess(["certify", "-m", *SMALL_JOBS, *_args(tmp_path, tiny_model, *slow),
-                              f"hydra.sweep.dir={sweep}", "hydra.launcher.timeout_min=1",
-                              "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_num_timeout=10"],
-                             tmp_path, timeout=1500)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    cmd = ["certify", "-m", *SMALL_JOBS, *_args(tmp_path, tiny_model, *slow), f"hydra.sweep.dir={sweep}",
+           "hydra.launcher.timeout_min=20", "hydra.launcher.max_num_timeout=3"]
+    proc = subprocess.Popen([sys.executable, "-m", "rsbench.cli", *cmd], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        csv = _wait_for_rows((sweep, "*/certify.csv"), 2, proc)
+        subprocess.run(["scancel", "--signal=USR2", _single_job_id(sweep)], check=True)
+        _out, err = proc.communicate(timeout=1500)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:]
     logs = "".join(p.read_text() for p in (sweep / ".submitit").glob("*/*_log.err"))
     assert "requeu" in logs.lower(), (points, per_point, logs[-3000:])  # submitit logged the requeue
-    (run,) = [p.parent for p in sweep.glob("*/certify.csv")]
+    attempts = subprocess.run(["sacct", "-D", "-X", "-n", "-P", "-o", "State", "-j", _single_job_id(sweep)],
+                              capture_output=True, text=True, check=True).stdout.split()
+    assert attempts[0] == "REQUEUED" and attempts[-1] == "COMPLETED", attempts  # two attempts, one CSV
+    run = csv.parent
     assert len(pd.read_csv(run / "certify.csv")) == points
     pd.testing.assert_frame_equal(read_rows(run / "certify.csv"), _local(tmp_path, tiny_model, *slow))

@@ -1,17 +1,19 @@
 """Several test points per forward batch (``certify.points_per_batch``).
 
-k test points are certified concurrently, one thread each, and their forward passes are pooled: a call
-to a pooled function blocks until every thread still working has submitted its input (or finished), then
-each function runs once on the concatenation of its inputs, in point order, and every thread gets its
-own rows back. Noise is still drawn per point from its own seeded blocks, so a row is what one point at a
-time gives whenever the model's output for a sample does not depend on the other rows of its batch (the
-same condition as for ``certify.batch``; tests/test_multipoint.py checks it).
+k test points are certified concurrently, one thread each, and their work is pooled: a pooled call blocks
+until every thread still working has submitted its item (or finished); then the calls are grouped by key
+and each group runs once, as one batched call over its items in point order, and every thread gets its own
+result back. The samplers pool whole Monte Carlo requests (``class_counts_many``: one noise kernel, one
+forward stream and one count for all the points of a group); single forward calls (the clean check, SRA's
+margins) pool by concatenation. Noise is still drawn per point from its own seeded blocks, so a row is
+what one point at a time gives whenever the model's output for a sample does not depend on the other rows
+of its batch (the same condition as for ``certify.batch``; tests/test_multipoint.py checks it).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,8 +27,15 @@ class ForwardPool:
         self._cond = threading.Condition()
         self._local = threading.local()
         self._active = 0
-        self._pending: dict[int, tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]] = {}
+        self._pending: dict[int, tuple[Hashable, Callable[[list[Any]], list[Any]], Any]] = {}
         self._results: dict[int, Any] = {}
+
+    def call(self, key: Hashable, batched: Callable[[list[Any]], list[Any]], item: Any) -> Any:
+        """``batched([item])[0]``, pooled when called from a pool thread: calls with equal ``key`` from the
+        threads that are waiting together run as one ``batched(items)`` (items in point order), which must
+        return one result per item. Outside a pool thread it runs at once on ``[item]``."""
+        slot = getattr(self._local, "slot", None)
+        return batched([item])[0] if slot is None else self._submit(slot, key, batched, item)
 
     def wrap(self, fn: Callable[[torch.Tensor], torch.Tensor],
              direct: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -34,15 +43,18 @@ class ForwardPool:
         concatenation; called from any other thread, ``direct`` (default ``fn``) runs on the input itself."""
         direct = direct or fn
 
+        def batched(xs: list[torch.Tensor]) -> list[torch.Tensor]:
+            return list(torch.split(fn(_concat(xs)), [len(x) for x in xs]))
+
         def pooled(x: torch.Tensor) -> torch.Tensor:
             slot = getattr(self._local, "slot", None)
-            return direct(x) if slot is None else self._submit(slot, fn, x)
+            return direct(x) if slot is None else self._submit(slot, ("forward", id(fn)), batched, x)
 
         return pooled
 
-    def _submit(self, slot: int, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    def _submit(self, slot: int, key: Hashable, batched: Callable[[list[Any]], list[Any]], item: Any) -> Any:
         with self._cond:
-            self._pending[slot] = (fn, x)
+            self._pending[slot] = (key, batched, item)
             self._run_if_all_waiting()
             while slot not in self._results:
                 self._cond.wait()
@@ -52,19 +64,17 @@ class ForwardPool:
         return out
 
     def _run_if_all_waiting(self) -> None:
-        """With the lock held: once every active thread waits, run each function on its inputs together."""
+        """With the lock held: once every active thread waits, run each group of equal keys as one batched call."""
         if not self._pending or len(self._pending) < self._active:
             return
         pending, self._pending = self._pending, {}
-        by_fn: dict[int, list[int]] = {}
+        groups: dict[Hashable, list[int]] = {}
         for slot in sorted(pending):
-            by_fn.setdefault(id(pending[slot][0]), []).append(slot)
-        for slots in by_fn.values():
-            fn, xs = pending[slots[0]][0], [pending[s][1] for s in slots]
+            groups.setdefault(pending[slot][0], []).append(slot)
+        for slots in groups.values():
+            batched, items = pending[slots[0]][1], [pending[s][2] for s in slots]
             try:
-                out = fn(_concat(xs))
-                sizes = [len(x) for x in xs]
-                self._results.update(zip(slots, torch.split(out, sizes), strict=True))
+                self._results.update(zip(slots, batched(items), strict=True))
             except BaseException as exc:  # every waiting thread sees the failure, none waits forever
                 self._results.update((s, exc) for s in slots)
         self._cond.notify_all()

@@ -48,6 +48,10 @@ class LinearPushforward:
         """h0 = W (x - m) / std + b for one input x."""
         return self.first(((x.flatten() - self.mean_vec) / self.std_vec).unsqueeze(0))[0]
 
+    def preactivation(self, h0: torch.Tensor, scales: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """The first layer's outputs h0 + s_i C u_i for draws u_i ~ N(0, I_h)."""
+        return torch.addcmul(h0.unsqueeze(0), scales.unsqueeze(1), u @ self.factor_t)
+
     def logits(self, h0: torch.Tensor, scales: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Base-model logits for the pre-activations h0 + s_i C u_i of draws u_i ~ N(0, I_h)."""
-        return self.rest(torch.addcmul(h0.unsqueeze(0), scales.unsqueeze(1), u @ self.factor_t))
+        return self.rest(self.preactivation(h0, scales, u))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
+from rsbench.certify import fused_noise
 from rsbench.certify.pushforward import LinearPushforward
-from rsbench.certify.seeding import block_seeds
+from rsbench.certify.seeding import block_seeds_many
 from rsbench.errors import RsbenchError
 from rsbench.noise.base import Noise, ScaledGaussian
 
@@ -51,68 +53,129 @@ def class_counts(model: nn.Module, noise: Noise, x: torch.Tensor, n: int, num_cl
     ``channels_last``: feed image batches to the model in channels-last memory order (the noise itself
     is drawn in the default order, so the samples are the same). ``precision``: run the model under
     autocast at that dtype (see :func:`autocast`).
+
+    Nothing here waits for the device between forward passes (counts are added with ``index_add_``, not
+    ``bincount``, which reads its input's maximum back; the finiteness check is one flag read at the end),
+    so on a GPU the next batch's noise is queued while the current forward pass runs. On CUDA, scaled-Gaussian
+    noise for a whole forward batch is one kernel (:mod:`rsbench.certify.fused_noise`), still seeded per block.
     """
+    return class_counts_many(model, noise, [x], [key], n, num_classes, batch, seed, temperature, pushforward,
+                             start, channels_last, squares, precision)[0]
+
+
+@torch.inference_mode()
+def class_counts_many(model: nn.Module, noise: Noise, xs: list[torch.Tensor], keys: list[tuple[int, ...]], n: int,
+                      num_classes: int, batch: int, seed: int, temperature: float | None = None,
+                      pushforward: LinearPushforward | None = None, start: int = 0, channels_last: bool = False,
+                      squares: bool = False, precision: torch.dtype | None = None) -> list[torch.Tensor]:
+    """:func:`class_counts` for several points at once (``certify.points_per_batch``): point p's draws are
+    seeded by (seed, *keys[p], block) as if it were alone, and the points' blocks follow each other in one
+    stream of forward batches, so each result is the single point's whenever a row's output does not
+    depend on the other rows of its batch."""
     if start % BLOCK:
         raise ValueError(f"start={start} must be a multiple of {BLOCK}")
     if squares and temperature is None:
         raise ValueError("squares=True needs soft smoothing (a temperature)")
+    x, k, device = xs[0], len(xs), xs[0].device
     dtype = torch.long if temperature is None else torch.float64
-    total = torch.zeros((2, num_classes) if squares else num_classes, dtype=dtype, device=x.device)
+    total = torch.zeros((k, 2, num_classes) if squares else (k, num_classes), dtype=dtype, device=device)
     per_forward = max(1, batch // BLOCK) * BLOCK
     first = start // BLOCK
     n_blocks = -(-n // BLOCK)
+    sizes = [min(BLOCK, n - j * BLOCK) for j in range(n_blocks)]  # the same for every point
+    block_keys = block_seeds_many(seed, keys, range(first, first + n_blocks)).reshape(-1)  # point-major
     use_pf = pushforward is not None and isinstance(noise, ScaledGaussian)
     if use_pf:
-        h0 = pushforward.clean_preactivation(x)
-        buf = torch.empty((min(per_forward, n), pushforward.hidden), device=x.device, dtype=x.dtype)
-        scales = torch.empty(len(buf), device=x.device, dtype=x.dtype)
+        h0 = [pushforward.clean_preactivation(xp) for xp in xs]
+        buf = torch.empty((min(per_forward, k * n), pushforward.hidden), device=device, dtype=x.dtype)
     else:
         # With one channel, channels-last order is the default order: allocate it so, and skip the copy.
         fmt = torch.channels_last if channels_last and x.dim() == 3 and x.shape[0] == 1 else torch.contiguous_format
-        buf = torch.empty((min(per_forward, n), *x.shape), device=x.device, dtype=x.dtype, memory_format=fmt)
+        buf = torch.empty((min(per_forward, k * n), *x.shape), device=device, dtype=x.dtype, memory_format=fmt)
+    scales = torch.empty(len(buf), device=device, dtype=x.dtype) if isinstance(noise, ScaledGaussian) else None
     forward = getattr(model, "forward_inplace", model)  # the buffer is refilled before its next use
-    seeds = block_seeds(seed, key, range(first, first + n_blocks)).tolist()  # all at once: cheap
-    g = torch.Generator(device=x.device)  # reseeded per block: a fresh generator's stream, no allocation
-    j = 0
-    while j < n_blocks:
-        m = 0
-        while j < n_blocks and m + min(BLOCK, n - j * BLOCK) <= len(buf):
-            size = min(BLOCK, n - j * BLOCK)
-            g.manual_seed(seeds[j])
-            if use_pf:
-                scales[m:m + size] = noise.scales(size, g, x.device, x.dtype)
+    g = torch.Generator(device=device)  # reseeded per block: a fresh generator's stream, no allocation
+    finite = torch.ones((), dtype=torch.bool, device=device)
+    ones = torch.ones(len(buf), dtype=torch.long, device=device) if temperature is None else None
+    fused = scales is not None and fused_noise.available(buf)
+    seeds = block_keys.tolist() if not fused or noise.draws_scales else None  # per-block generator seeds
+    if fused:  # one kernel per forward batch: z (pushforward) or x + s z, each block from its own key
+        keys_dev = fused_noise.stream_keys(block_keys, device)
+        if not noise.draws_scales:
+            scales.copy_(noise.scales(len(buf), g, device, x.dtype))  # constant: drawn once, no generator
+        centres = torch.zeros((1, pushforward.hidden), device=device, dtype=x.dtype) if use_pf else torch.stack(xs)
+        row_scales = torch.ones_like(scales) if use_pf else scales
+    b, total_blocks = 0, k * n_blocks  # block b is point b // n_blocks's block b % n_blocks
+    while b < total_blocks:
+        m, b0, segments = 0, b, []  # segments: (point, first row, end row) in buf
+        while b < total_blocks and m + sizes[b % n_blocks] <= len(buf):
+            point, size = b // n_blocks, sizes[b % n_blocks]
+            if segments and segments[-1][0] == point:
+                segments[-1][2] = m + size
+            else:
+                segments.append([point, m, m + size])
+            if fused:
+                if noise.draws_scales:
+                    g.manual_seed(seeds[b])
+                    scales[m:m + size] = noise.scales(size, g, device, x.dtype)
+            elif use_pf:
+                g.manual_seed(seeds[b])
+                scales[m:m + size] = noise.scales(size, g, device, x.dtype)
                 buf[m:m + size].normal_(generator=g)
             else:
-                noise.fill(buf[m:m + size], x, g)
+                g.manual_seed(seeds[b])
+                noise.fill(buf[m:m + size], xs[point], g)
             m += size
-            j += 1
+            b += 1
+        if fused:
+            blocks = [(b0 + i) % n_blocks for i in range(b - b0)]
+            layout = fused_noise.blocks_layout([sizes[j] for j in blocks],
+                                   [0 if use_pf else (b0 + i) // n_blocks for i in range(b - b0)], device)
+            fused_noise.fill_gaussian_blocks(buf, centres, row_scales, keys_dev[b0:b], layout, BLOCK)
+        point_of_row = None
+        if k > 1 and temperature is None:
+            point_of_row = torch.repeat_interleave(torch.tensor([p for p, _, _ in segments], device=device),
+                                                   torch.tensor([e - a for _, a, e in segments], device=device))
         for lo in range(0, m, batch):
             hi = min(m, lo + batch)
-            with autocast(x.device, precision):
-                if use_pf:
-                    logits = pushforward.logits(h0, scales[lo:hi], buf[lo:hi])
+            parts = [(p, max(a, lo), min(e, hi)) for p, a, e in segments if a < hi and e > lo]
+            with autocast(device, precision):
+                if use_pf:  # per point its own clean pre-activation, then the rest of the network on them all
+                    pre = [pushforward.preactivation(h0[p], scales[a:e], buf[a:e]) for p, a, e in parts]
+                    logits = pushforward.rest(pre[0] if len(pre) == 1 else torch.cat(pre))
                 elif channels_last and fmt is not torch.channels_last:
                     logits = forward(buf[lo:hi].contiguous(memory_format=torch.channels_last))
                 else:
                     logits = forward(buf[lo:hi])
-            check_finite_logits(logits, "under noise")
+            finite &= torch.isfinite(logits).all()
             if temperature is None:
-                total += torch.bincount(logits.argmax(dim=1), minlength=num_classes)
-            else:
-                probs = torch.softmax(logits.double() / temperature, dim=1)
+                pred = logits.argmax(dim=1)
+                if point_of_row is not None:  # one count over all points: class index offset by the point's
+                    pred = pred + point_of_row[lo:hi] * num_classes
+                total.view(-1).index_add_(0, pred, ones[:hi - lo])
+                continue
+            probs = torch.softmax(logits.double() / temperature, dim=1)
+            for p, a, e in parts:  # each point's rows are contiguous: a deterministic sum per point
+                rows = probs[a - lo:e - lo]
                 if squares:
-                    total[0] += probs.sum(dim=0)
-                    total[1] += probs.square().sum(dim=0)
+                    total[p, 0] += rows.sum(dim=0)
+                    total[p, 1] += rows.square().sum(dim=0)
                 else:
-                    total += probs.sum(dim=0)
-    return total.cpu()
+                    total[p] += rows.sum(dim=0)
+    if not bool(finite):
+        raise_non_finite("under noise")
+    return list(total.cpu())
 
 
 def check_finite_logits(logits: torch.Tensor, where: str) -> None:
     """Refuse NaN/inf outputs: argmax over NaN is class 0, and a radius must never rest on NaN arithmetic."""
     if not bool(torch.isfinite(logits).all()):
-        raise RsbenchError(f"the base model emits non-finite logits (NaN or inf) {where}; its weights or inputs are "
-                           "broken, so no certificate can rest on its outputs")
+        raise_non_finite(where)
+
+
+def raise_non_finite(where: str) -> None:
+    raise RsbenchError(f"the base model emits non-finite logits (NaN or inf) {where}; its weights or inputs are "
+                       "broken, so no certificate can rest on its outputs")
 
 
 @dataclass
@@ -133,6 +196,8 @@ class PointSampler:
     pushforward: LinearPushforward | None = None
     channels_last: bool = False
     precision: torch.dtype | None = None
+    pool: Any = None  # a ForwardPool: the counts of concurrent samplers run as one class_counts_many
+    base: nn.Module | None = None  # with a pool: the plain model those run (``model`` pools single calls)
 
     def __post_init__(self) -> None:
         with torch.inference_mode(), autocast(self.x.device, self.precision):
@@ -140,9 +205,22 @@ class PointSampler:
 
     def counts(self, num: int, phase: int, noise: Noise | None = None, stream: tuple[int, ...] = (),
                temperature: float | None = None, start: int = 0, squares: bool = False) -> torch.Tensor:
-        return class_counts(self.model, noise or self.noise, self.x, num, self.num_classes, self.batch,
-                            self.seed, (self.idx, phase, *stream), temperature, self.pushforward, start,
-                            self.channels_last, squares, self.precision)
+        noise = noise or self.noise
+        model = self.model if self.base is None else self.base
+
+        def many(items: list[tuple[torch.Tensor, int]]) -> list[torch.Tensor]:
+            return class_counts_many(model, noise, [x for x, _ in items], [(i, phase, *stream) for _, i in items],
+                                     num, self.num_classes, self.batch, self.seed, temperature, self.pushforward,
+                                     start, self.channels_last, squares, self.precision)
+
+        if self.pool is None:
+            return many([(self.x, self.idx)])[0]
+        try:
+            group = ("counts", num, phase, stream, noise, temperature, start, squares)
+            hash(group)
+        except TypeError:  # a noise that cannot be hashed pools only with itself
+            group = ("counts", num, phase, stream, id(noise), temperature, start, squares)
+        return self.pool.call(group, many, (self.x, self.idx))
 
     def hard(self, num: int, phase: int) -> torch.Tensor:
         """Class counts under the method's own noise (the CountsFn of Cohen's algorithms)."""

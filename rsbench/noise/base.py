@@ -20,6 +20,8 @@ class ScaledGaussian:
     (no per-batch allocation); the linear pushforward sampler uses :meth:`scales` with its own z.
     """
 
+    draws_scales = True  # whether scales() consumes the generator (False: a constant scale, drawn once)
+
     def scales(self, n: int, generator: torch.Generator, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         raise NotImplementedError
 

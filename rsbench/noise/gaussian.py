@@ -13,6 +13,7 @@ from rsbench.noise.base import ScaledGaussian
 @dataclass(frozen=True)
 class GaussianNoise(ScaledGaussian):
     sigma: float
+    draws_scales = False  # a class attribute, not a field
 
     def __post_init__(self) -> None:
         check_positive("sigma", self.sigma)

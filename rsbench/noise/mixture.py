@@ -51,6 +51,10 @@ class GaussianMixtureNoise(ScaledGaussian):
         require(all(w >= 0 for w in self.weights) and abs(sum(self.weights) - 1.0) < 1e-9,
                 f"weights {self.weights} must be non-negative and sum to 1")
 
+    @property
+    def draws_scales(self) -> bool:
+        return len(self.sigmas) > 1
+
     def component(self, k: int) -> GaussianNoise:
         return GaussianNoise(self.sigmas[k])
 

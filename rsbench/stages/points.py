@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,29 +39,24 @@ class PointRun:
     precision: str = "fp32"
     points_per_batch: int = 1
     pool: Any = None  # a ForwardPool when points_per_batch > 1
+    compile: bool = False
 
     def __post_init__(self) -> None:
-        # samplers (only they) see pooled forwards; attacks and everything else keep the model itself
-        self._sampling = (self.model, self.pushforward)
+        # samplers (only they) see pooled or compiled forwards; attacks and everything else keep the model itself
+        self._sampling = (compiled(self.model) if self.compile else self.model, self.pushforward)
         if self.points_per_batch > 1:
-            import copy
-
             from rsbench.certify.multipoint import ForwardPool, PooledModel
 
-            self.pool = ForwardPool()
-            pushforward = self.pushforward
-            if pushforward is not None:
-                pushforward = copy.copy(pushforward)
-                pushforward.rest = self.pool.wrap(pushforward.rest)
-            self._sampling = (PooledModel(self.model, self.pool), pushforward)
+            self.pool = ForwardPool()  # Monte Carlo counts pool whole; single forward calls by concatenation
+            self._sampling = (PooledModel(self._sampling[0], self.pool), self.pushforward, self._sampling[0])
 
     def sampler(self, x: torch.Tensor, idx: int) -> Any:
         """Monte Carlo access to test point ``idx`` under the method's noise (seeded per point)."""
         from rsbench.certify.sampling import PRECISIONS, PointSampler
 
-        model, pushforward = self._sampling
+        model, pushforward, *base = self._sampling
         return PointSampler(model, self.method.noise, x, idx, self.spec.num_classes, self.batch, self.seed,
-                            pushforward, self.channels_last, PRECISIONS[self.precision])
+                            pushforward, self.channels_last, PRECISIONS[self.precision], self.pool, *base)
 
     def run(self, columns: tuple[str, ...], evaluate: Callable[[torch.Tensor, int], dict[str, Any]]) -> None:
         """Run ``evaluate`` on every point (``points_per_batch`` at a time); a reduced-precision run's rows say
@@ -97,6 +93,10 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
                                      f"{', '.join(PRECISIONS)}")
     if precision != "fp32":  # rows of another precision come from another classifier: never resume across
         settings = {**settings, "precision": precision}
+    compile_ = section.get("compile", False)
+    require(isinstance(compile_, bool), f"{stage}.compile={compile_!r} is invalid; valid values: true, false")
+    if compile_:  # compiled kernels round differently: rows of the compiled network, never mixed with eager ones
+        settings = {**settings, "compile": True}
     method = make_method(plain(cfg.method))
     device = select_device(cfg.device)
     test_ds, spec = dataset_split(cfg, "test")
@@ -139,14 +139,29 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
     # the pushforward sampler computes the first layer in fp32: at reduced precision the whole network runs
     # under autocast instead, so the certified classifier is exactly "the network at that precision"
     pushforward = section.get("pushforward", "auto") if isinstance(method.noise, ScaledGaussian) else "off"
-    k = points_per_batch(per_batch, device, batch, int(settings.get("n", batch)))
+    k = points_per_batch(per_batch)
     if k > 1:
         log.info("%s.points_per_batch=%d: %d test points share each forward batch", stage, k, k)
+    if compile_:
+        log.info("%s.compile=true: the network runs under torch.compile (the first batches of each shape compile)",
+                 stage)
+    # the pushforward sampler bypasses the network's first layer, so neither reduced precision nor compile uses it
     return PointRun(method, device, test_ds, spec, indices, model, meta, csv_path, batch, int(cfg.seed),
-                    _pushforward(model, pushforward if precision == "fp32" else "off"), channels_last, precision, k)
+                    _pushforward(model, pushforward if precision == "fp32" and not compile_ else "off"),
+                    channels_last, precision, k, compile=compile_)
 
 
-MAX_POINTS_PER_BATCH = 64
+def compiled(model: NormalizedModel) -> NormalizedModel:
+    """``model`` with its network under ``torch.compile`` (static shapes: one compile per batch size), sharing
+    its weights; the model itself stays eager (attacks and everything else use it)."""
+    import torch._dynamo
+
+    # one graph per batch size (clean point, n0, batch, remainders, pooled sizes): more than dynamo's default 8,
+    # past which it would silently fall back to the eager network
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    out = copy.copy(model)  # a new module object: its own _modules, the same parameters and buffers
+    out._modules = {**model._modules, "net": torch.compile(model.net, dynamic=False)}
+    return out
 
 
 def check_points_per_batch(value: Any, stage: str = "certify") -> int | str:
@@ -156,13 +171,11 @@ def check_points_per_batch(value: Any, stage: str = "certify") -> int | str:
     return value
 
 
-def points_per_batch(value: int | str, device: torch.device, batch: int, n: int) -> int:
-    """A checked ``points_per_batch`` resolved: 'auto' is 1 on CPU (where pooling was measured slower,
-    docs/PERFORMANCE.md), and on a GPU enough points that their n draws fill the forward batch,
-    batch // min(batch, n), at most 64."""
-    if value == "auto":
-        return 1 if device.type != "cuda" else max(1, min(MAX_POINTS_PER_BATCH, batch // max(1, min(batch, n))))
-    return int(value)
+def points_per_batch(value: int | str) -> int:
+    """A checked ``points_per_batch`` resolved: 'auto' is 1, because pooling points was measured no faster
+    on the 2-core CPU (1.00x, scripts/bench_multipoint.py) and the pooling the stage runs is not yet timed on a
+    GPU (docs/PERFORMANCE.md); an explicit K is taken as given."""
+    return 1 if value == "auto" else int(value)
 
 
 def dataset_fingerprint(cfg: DictConfig) -> dict[str, Any]:
