@@ -168,6 +168,20 @@ def _single_job_id(sweep: Path) -> str:
     return job
 
 
+def _attempts(job: str, settle_s: float = 120) -> list[str]:
+    """The states of every attempt of ``job`` in SLURM's accounting, once the last one has ended: slurmdbd
+    records a job's end some seconds after the job has ended (CI saw the last attempt still RUNNING when
+    queried right after submitit had its result)."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        states = subprocess.run(["sacct", "-D", "-X", "-n", "-P", "-o", "State", "-j", job],
+                                capture_output=True, text=True, check=True).stdout.split()
+        ended = bool(states) and states[-1] not in ("PENDING", "RUNNING", "REQUEUED", "COMPLETING")
+        if ended or time.monotonic() > deadline:
+            return states
+        time.sleep(1)
+
+
 def test_slurm_timeout_is_requeued_and_resumes(tmp_path, tiny_model) -> None:
     """The time-limit signal mid-run (submitit's SIGUSR2, sent as SLURM sends it at `signal_delay_s`): submitit
     requeues the job, and certify resumes from its CSV: the sweep succeeds and the rows equal a local run
@@ -199,8 +213,7 @@ def test_slurm_timeout_is_requeued_and_resumes(tmp_path, tiny_model) -> None:
     assert proc.returncode == 0, err[-3000:]
     logs = "".join(p.read_text() for p in (sweep / ".submitit").glob("*/*_log.err"))
     assert "requeu" in logs.lower(), (points, per_point, logs[-3000:])  # submitit logged the requeue
-    attempts = subprocess.run(["sacct", "-D", "-X", "-n", "-P", "-o", "State", "-j", _single_job_id(sweep)],
-                              capture_output=True, text=True, check=True).stdout.split()
+    attempts = _attempts(_single_job_id(sweep))
     assert attempts[0] == "REQUEUED" and attempts[-1] == "COMPLETED", attempts  # two attempts, one CSV
     run = csv.parent
     assert len(pd.read_csv(run / "certify.csv")) == points
