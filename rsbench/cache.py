@@ -6,9 +6,10 @@ covariances, decompressed or decoded datasets) keeps by going through :func:`cac
 - *One builder.* The build runs while holding an exclusive ``fcntl.flock`` on ``<artefact>.lock``
   (local file systems and NFS with locking). Concurrent processes that need the same artefact block
   on the lock, then find it built and load it.
-- *All or nothing.* The builder writes into a fresh temporary path beside the artefact (a unique name
-  per process); the result is fsynced and renamed into place. A killed build leaves only a temporary
-  path, which the next build ignores and replaces: the artefact is never seen half-written.
+- *All or nothing.* The builder writes into a fresh temporary path beside the artefact
+  (``.<name>.<host>-<pid>.<random>.tmp``); the result is fsynced and renamed into place. A killed build
+  leaves only a temporary path, which the next write of the same artefact removes once its owner is
+  dead: the artefact is never seen half-written, and killed writes do not pile up.
 - *Keys are content, not places.* Callers name artefacts by a digest of what they depend on, never by
   absolute paths, so moving ``outputs_dir`` keeps every cache entry valid.
 """
@@ -19,6 +20,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -64,13 +66,43 @@ def disk_error(exc: OSError, what: str) -> RsbenchError:
     return RsbenchError(f"cannot write {what}: {reason}")
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, under another user
+        return True
+    return True
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove the temporary paths that killed writes of ``path`` left beside it (``.<name>.<host>-<pid>.*.tmp``
+    of a process on this host that no longer runs); a live writer's, or another host's, are kept."""
+    host, removed = socket.gethostname(), []
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(.+)-(\d+)\.[A-Za-z0-9_]+\.tmp")
+    try:
+        siblings = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for p in siblings:
+        m = pattern.fullmatch(p.name)
+        if m and m[1] == host and not _pid_alive(int(m[2])):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
     """Publish ``path`` (a file or a folder) atomically: ``write(tmp)`` fills a fresh temporary path beside
-    it, which is fsynced and renamed over ``path``. Readers see the old artefact or the new, never a part."""
+    it, which is fsynced and renamed over ``path``. Readers see the old artefact or the new, never a part.
+    Temporary paths left by killed writes of the same ``path`` are removed first."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        remove_stale_temps(path)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{socket.gethostname()}-{os.getpid()}.", suffix=".tmp",
+                                    dir=path.parent))
     except OSError as exc:
         raise disk_error(exc, str(path)) from exc
     target = tmp / path.name

@@ -25,6 +25,13 @@ def _format(value: Any) -> str:
     return str(value)
 
 
+def format_row(row: Mapping[str, Any], columns: Sequence[str]) -> str:
+    """One CSV line (with its newline) of ``row``'s ``columns``; floats at full precision."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow([_format(row[c]) for c in columns])
+    return buf.getvalue()
+
+
 class ResultsCSV:
     """An append-only CSV keyed by column ``key``; :meth:`open` returns the keys already written."""
 
@@ -64,9 +71,7 @@ class ResultsCSV:
         missing = [c for c in self.columns if c not in row]
         if missing:
             raise RuntimeError(f"row lacks columns {missing}")
-        buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerow([_format(row[c]) for c in self.columns])
-        self._fh.write(buf.getvalue())
+        self._fh.write(format_row(row, self.columns))
         self._flush()
 
     def _flush(self) -> None:

@@ -218,3 +218,45 @@ def test_slurm_timeout_is_requeued_and_resumes(tmp_path, tiny_model) -> None:
     run = csv.parent
     assert len(pd.read_csv(run / "certify.csv")) == points
     pd.testing.assert_frame_equal(read_rows(run / "certify.csv"), _local(tmp_path, tiny_model, *slow))
+
+
+def test_slurm_training_timeout_is_requeued_and_resumes(tmp_path) -> None:
+    """The time-limit signal in the middle of `rsbench train` on SLURM: submitit requeues the job, training
+    resumes from its last epoch's checkpoint, and the weights equal a local uninterrupted run, bit for bit
+    (CPU), with each epoch logged once. Sized from a measured epoch time to about 30 s, as above."""
+    import torch
+
+    base = ["train", "model=cnn", "model.params.channels=[4,8]", "model.params.hidden=16", "train.max_examples=1280",
+            f"outputs_dir={tmp_path}"]
+    probe = tmp_path / "probe"
+    run_cli([*base, "train.epochs=3", f"hydra.run.dir={probe}"], tmp_path)
+    per_epoch = float(pd.read_csv(probe / "train_log.csv")["time_s"].median())
+    epochs = min(2000, max(10, math.ceil(30.0 / per_epoch)))
+    args = [*base, f"train.epochs={epochs}"]
+    sweep = tmp_path / "sweep"
+    cmd = [args[0], "-m", *SMALL_JOBS, *args[1:], "seed=0", f"hydra.sweep.dir={sweep}",
+           "hydra.launcher.timeout_min=20", "hydra.launcher.max_num_timeout=3"]
+    proc = subprocess.Popen([sys.executable, "-m", "rsbench.cli", *cmd], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        log = _wait_for_rows((sweep, "*/train_log.csv"), 2, proc)
+        subprocess.run(["scancel", "--signal=USR2", _single_job_id(sweep)], check=True)
+        _out, err = proc.communicate(timeout=1500)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    logs = "".join(p.read_text() for p in (sweep / ".submitit").glob("*/*_log.err"))
+    assert "requeu" in logs.lower(), (epochs, per_epoch, logs[-3000:])
+    attempts = _attempts(_single_job_id(sweep))
+    assert attempts[0] == "REQUEUED" and attempts[-1] == "COMPLETED", attempts
+    run = log.parent
+    assert "resuming training from" in (run / "train.log").read_text()
+    local = tmp_path / "local"  # one thread, as the job had (cpus_per_task=1): the same kernels, the same sums
+    done = subprocess.run([sys.executable, "-m", "rsbench.cli", *args, f"hydra.run.dir={local}"], cwd=tmp_path,
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    a = torch.load(run / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(local / "model.pt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert list(pd.read_csv(run / "train_log.csv")["epoch"]) == list(range(1, epochs + 1))

@@ -28,6 +28,7 @@ from rsbench.models.checkpoint import load_model, load_weights_file, save_checkp
 from rsbench.models.registry import NormalizedModel, build_model, full_params
 from rsbench.runtime import threads_from_slurm, tune_allocator
 from rsbench.training.augment import resolve_augment
+from rsbench.training.loop import TrainConfig, train_model
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
@@ -184,6 +185,7 @@ def model_choice(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
 # train settings whose default leaves training unchanged: left out of the cache key, so models cached before
 # these settings existed stay valid
 NEUTRAL_TRAIN = {"attack": (None, {"name": "none"}), "init_checkpoint": (None,), "augment": ("none",),
+                 "channels_last": ("auto",),
                  "loss": ({"name": "sce", "d": None, "var_x": None},), "warmup_steps": (0,),
                  "restart_period": (20,), "restart_mult": (2,), "adapt_every": (10,)}
 
@@ -201,10 +203,12 @@ def default_model_path(cfg: DictConfig, spec: DatasetSpec, arch: str, params: di
 
 
 def train_and_save(cfg: DictConfig, arch: str, params: dict[str, Any], sigma: float, ckpt: Path,
-                   device: torch.device, log_path: Path | None) -> dict[str, Any]:
-    """Train ``arch`` on the configured dataset (N(0, sigma^2) augmentation, or ``train.attack``) and save it."""
-    from rsbench.training.loop import TrainConfig, train_model
+                   device: torch.device, log_path: Path | None, state_path: Path | None = None) -> dict[str, Any]:
+    """Train ``arch`` on the configured dataset (N(0, sigma^2) augmentation, or ``train.attack``) and save it.
 
+    With ``state_path``, a training checkpoint is kept there after every epoch, resumed if present, and
+    removed once ``ckpt`` is saved: a killed training, re-run, continues from its last completed epoch.
+    """
     train_ds, spec = dataset_split(cfg, "train")
     tc = TrainConfig.from_cfg(plain(cfg.train))
     tc = dataclasses.replace(tc, augment=resolve_augment(tc.augment, spec))
@@ -218,16 +222,24 @@ def train_and_save(cfg: DictConfig, arch: str, params: dict[str, Any], sigma: fl
     attack = tc.attack_params()
     if attack is not None:
         sigma = 0.0  # adversarial training replaces noise augmentation
+    fingerprint = {"arch": arch, "params": params, "dataset": dataset_settings(cfg), "init_checkpoint": init}
     metrics = train_model(model, train_ds, test_ds, tc, sigma, int(cfg.seed), device,
-                          str(log_path) if log_path else None)
+                          str(log_path) if log_path else None, state_path=state_path, fingerprint=fingerprint)
     meta = {"arch": arch, "params": params, "dataset": spec.name, "family": spec.family,
             "input_shape": list(spec.shape), "num_classes": spec.num_classes,
             "train_noise_sigma": float(sigma), "seed": int(cfg.seed), "epochs": tc.epochs,
             "clean_acc": metrics["test_acc"], "noisy_acc": metrics["test_acc_noisy"],
             "stand_in": spec.stand_in, "train_attack": attack, "init_checkpoint": init, "augment": tc.augment,
             "train_pixels": pixel_counts(train_ds)}
-    save_checkpoint(ckpt, model, meta)
+    save_checkpoint(ckpt, model.to(memory_format=torch.contiguous_format), meta)
+    if state_path is not None:
+        state_path.unlink(missing_ok=True)
     return meta
+
+
+def dataset_settings(cfg: DictConfig) -> dict[str, Any]:
+    """The dataset settings results depend on: not where the files or the cache live, so moving them keeps resume."""
+    return {k: v for k, v in plain(cfg.dataset).items() if k not in ("data_dir", "cache_dir", "download")}
 
 
 def pixel_counts(ds: Any) -> dict[str, int] | None:
@@ -256,7 +268,9 @@ def resolve_model(cfg: DictConfig, spec: DatasetSpec, sigma: float, device: torc
             log.info("no model.checkpoint given: training the default %s for %s at sigma=%g -> %s",
                      arch, spec.name, sigma, ckpt.parent)
             folder.mkdir()
-            train_and_save(cfg, arch, params, sigma, folder / ckpt.name, device, folder / "train_log.csv")
+            # the training checkpoint lives outside the temporary folder, so a killed build resumes
+            state = ckpt.parent.with_name(f".{ckpt.parent.name}.train_state.pt")
+            train_and_save(cfg, arch, params, sigma, folder / ckpt.name, device, folder / "train_log.csv", state)
 
         cached(ckpt.parent, build, f"the default {arch} model")
         model, meta = load_model(ckpt, arch, params, spec)

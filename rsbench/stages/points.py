@@ -13,9 +13,18 @@ from omegaconf import DictConfig
 
 from rsbench.data import DatasetSpec
 from rsbench.errors import check_count, require
-from rsbench.models.registry import NormalizedModel
+from rsbench.models.registry import NormalizedModel, prefers_channels_last
 from rsbench.sharding import shard_indices, write_plan
-from rsbench.stages.common import dataset_split, log, plain, resolve_model, select_device, select_indices
+from rsbench.stages.common import (
+    dataset_settings,
+    dataset_split,
+    log,
+    model_choice,
+    plain,
+    resolve_model,
+    select_device,
+    select_indices,
+)
 
 MODEL_FINGERPRINT_KEYS = ("arch", "params", "checkpoint", "weights_file", "train_noise_sigma", "clean_acc")
 
@@ -108,7 +117,6 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
     if getattr(method, "pixel_space_model", False):  # refuse before any default model is trained
         from rsbench.models.orthogonal import check_pixel_space
         from rsbench.models.registry import build_model
-        from rsbench.stages.common import model_choice
 
         arch, params = model_choice(cfg)
         check_pixel_space(build_model(arch, spec, params))
@@ -123,7 +131,7 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
     if section.overwrite and csv_path.exists():
         csv_path.unlink()
     check_fingerprint(out / f"{stage}.fingerprint.json",
-                      {"dataset": dataset_fingerprint(cfg), "model": {k: meta.get(k) for k in MODEL_FINGERPRINT_KEYS},
+                      {"dataset": dataset_settings(cfg), "model": {k: meta.get(k) for k in MODEL_FINGERPRINT_KEYS},
                        "method": plain(cfg.method), **({"artefacts": artefacts} if artefacts else {}),
                        **settings, "seed": int(cfg.seed)},
                       bool(section.overwrite))
@@ -178,14 +186,9 @@ def points_per_batch(value: int | str) -> int:
     return 1 if value == "auto" else int(value)
 
 
-def dataset_fingerprint(cfg: DictConfig) -> dict[str, Any]:
-    """The dataset settings rows depend on: not where the files or the cache live, so moving them keeps resume."""
-    return {k: v for k, v in plain(cfg.dataset).items() if k not in ("data_dir", "cache_dir", "download")}
-
-
 def use_channels_last(model: torch.nn.Module, spec: DatasetSpec, mode: str) -> bool:
     """'auto': channels-last memory order for convolutional models on image inputs (2x faster convs here)."""
-    return mode == "auto" and len(spec.shape) == 3 and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    return mode == "auto" and prefers_channels_last(model, spec.shape)
 
 
 GPU_BATCHES = tuple(100 * 2 ** k for k in range(11))  # 100 ... 102,400: up to the memory limit

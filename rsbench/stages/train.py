@@ -1,4 +1,9 @@
-"""``rsbench train``: train a base classifier (Gaussian noise augmentation or l2-PGD adversarial training)."""
+"""``rsbench train``: train a base classifier (Gaussian noise augmentation or l2-PGD adversarial training).
+
+The run dir holds ``train_state.pt`` (the training checkpoint after the last completed epoch) while the
+training runs: re-running the same command after a kill, a Ctrl-C or a SLURM timeout resumes from it and
+ends with the weights an uninterrupted run gives. ``model.pt`` replaces it when training ends.
+"""
 
 from __future__ import annotations
 
@@ -15,14 +20,17 @@ def train(cfg: DictConfig, out: Path) -> None:
     arch, params = model_choice(cfg)
     sigma = float(cfg.train.noise_sigma)
     device = select_device(cfg.device)
-    ckpt, log_path = out / "model.pt", out / "train_log.csv"
+    ckpt, log_path, state = out / "model.pt", out / "train_log.csv", out / "train_state.pt"
     if ckpt.exists() and not cfg.train.overwrite:
         _, meta = read_checkpoint(ckpt)
+        state.unlink(missing_ok=True)  # a kill between saving model.pt and removing the state
         log.info("%s exists (train.overwrite=true retrains): clean acc %.4f, noisy acc %.4f",
                  ckpt, meta["clean_acc"], meta["noisy_acc"])
     else:
-        log_path.unlink(missing_ok=True)
-        meta = train_and_save(cfg, arch, params, sigma, ckpt, device, log_path)
+        if cfg.train.overwrite:
+            for path in (log_path, state):
+                path.unlink(missing_ok=True)
+        meta = train_and_save(cfg, arch, params, sigma, ckpt, device, log_path, state)
     sigma = float(meta.get("train_noise_sigma", sigma))
     how = f"adversarial training {meta['train_attack']}" if meta.get("train_attack") else \
         f"train noise sigma {sigma:g}"

@@ -37,7 +37,8 @@ def crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torc
     cols = torch.where(flip[:, None], cols.flip(1), cols)
     padded = F.pad(x, (pad, pad, pad, pad))
     batch = torch.arange(b, device=x.device)[:, None, None]
-    return padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+    # gathered channels-last (B, H, W, C): returned as a (B, C, H, W) view in channels-last memory order
+    return padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
 def resolve_augment(name: str, spec: DatasetSpec) -> str:

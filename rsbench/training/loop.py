@@ -3,11 +3,13 @@ adversarial training (Madry et al.; the IDRS paper's base classifier)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,12 +17,17 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from rsbench.attacks import ATTACKS, run_attack
+from rsbench.cache import atomic_write
 from rsbench.data.registry import TensorImages
 from rsbench.errors import RsbenchError, check_count, check_positive, require
+from rsbench.log import log as rslog
+from rsbench.models.registry import prefers_channels_last
 from rsbench.progress import progress
 from rsbench.registry import Registry
-from rsbench.results import ResultsCSV
+from rsbench.results import ResultsCSV, format_row
 from rsbench.training.augment import AUGMENTS
+from rsbench.training.losses import make_loss
+from rsbench.training.state import GENERATORS, TrainState, load_train_state, save_train_state
 
 OPTIMIZERS: Registry = Registry("optimizer")
 OPTIMIZERS.register("sgd")(lambda params, lr, momentum, weight_decay: torch.optim.SGD(
@@ -60,6 +67,7 @@ class TrainConfig:
     restart_mult: int = 2     # cosine_restarts: m
     adapt_every: int = 10     # re-tune Björck iteration counts every this many epochs (1-Lipschitz layers)
     augment: str = "none"     # a name in rsbench.training.augment.AUGMENTS (train.augment=auto resolved per dataset)
+    channels_last: str = "auto"  # auto: conv nets on image batches train channels-last | off
 
     def attack_params(self) -> dict[str, Any] | None:
         """The attack spec ({"name", **params}) for adversarial training; None for plain (noise) training.
@@ -90,9 +98,9 @@ class TrainConfig:
         if tc.max_examples is not None:
             check_count("train.max_examples", tc.max_examples)
         tc.attack_params()
-        from rsbench.training.losses import make_loss
-
         make_loss(tc.loss)
+        require(tc.channels_last in ("auto", "off"),
+                f"train.channels_last={tc.channels_last!r} is invalid; valid values: auto, off")
         require(tc.warmup_steps >= 0, f"train.warmup_steps={tc.warmup_steps} must be >= 0")
         return tc
 
@@ -129,13 +137,19 @@ def accuracy(model: nn.Module, ds: Dataset, sigma: float, seed: int, device: tor
 
 
 @contextmanager
-def epoch_log(log_path: str | None, columns: tuple[str, ...], steps: int,
-              desc: str) -> Iterator[tuple[ResultsCSV | None, Any]]:
-    """(per-epoch CSV log keyed by epoch, or None; progress bar over ``steps`` batches), both closed on exit."""
+def epoch_log(log_path: str | None, columns: tuple[str, ...], steps: int, desc: str,
+              rows: list[dict[str, Any]] | None = None, done: int = 0) -> Iterator[tuple[ResultsCSV | None, Any]]:
+    """(per-epoch CSV log keyed by epoch, or None; progress bar over ``steps`` batches), both closed on exit.
+
+    The log is first rewritten to hold exactly ``rows`` (a resumed training's epochs so far, each once);
+    the bar starts at ``done`` batches.
+    """
     log = ResultsCSV(log_path, columns, key="epoch") if log_path else None
     if log:
+        text = ",".join(columns) + "\n" + "".join(format_row(r, columns) for r in rows or [])
+        atomic_write(log.path, lambda p: p.write_text(text))
         log.open()
-    bar = progress(total=steps, desc=desc, unit="batch")
+    bar = progress(total=steps, desc=desc, unit="batch", initial=done)
     try:
         yield log, bar
     finally:
@@ -157,51 +171,65 @@ def _step(opt: torch.optim.Optimizer, warm: bool) -> None:
         g["lr"] = lr
 
 
+def train_fingerprint(tc: TrainConfig, noise_sigma: float, seed: int) -> dict[str, Any]:
+    """The loop's own settings a training checkpoint must match to be resumed (callers add model and data)."""
+    train = {k: v for k, v in dataclasses.asdict(tc).items() if k != "num_workers"}  # workers change no draw
+    return {"train": train, "noise_sigma": float(noise_sigma), "seed": int(seed)}
+
+
 def train_model(model: nn.Module, train_ds: Dataset, test_ds: Dataset, tc: TrainConfig, noise_sigma: float,
                 seed: int, device: torch.device, log_path: str | None = None,
-                eval_limit: int | None = None) -> dict[str, float]:
+                eval_limit: int | None = None, state_path: str | Path | None = None,
+                fingerprint: dict[str, Any] | None = None) -> dict[str, float]:
     """Train ``model`` with x + N(0, noise_sigma^2 I) inputs, or on l2-PGD adversarial examples of the
     clean inputs when ``tc.attack`` names one; log each epoch; return final accuracies.
 
     ``tc.augment`` (resolved, not 'auto') augments each training batch first, from its own seeded generator.
+    With ``state_path``, a training checkpoint is written there after every epoch, and an existing one is
+    resumed (:mod:`rsbench.training.state`): a killed run, re-run, ends with the weights of an uninterrupted
+    one. ``fingerprint`` (what else the weights depend on: model, data) must match the checkpoint's.
+    Conv nets on image batches train in channels-last memory order (``tc.channels_last='auto'``).
     """
     require(noise_sigma >= 0 and math.isfinite(noise_sigma),
             f"train.noise_sigma={noise_sigma} is invalid: it must be >= 0")
     torch.manual_seed(seed)
-    model.to(device)
+    fmt = torch.channels_last if tc.channels_last == "auto" and prefers_channels_last(model, train_ds[0][0].shape) \
+        else torch.contiguous_format
+    model.to(device=device, memory_format=fmt)
     opt = OPTIMIZERS.get(tc.optimizer)(model.parameters(), tc.lr, tc.momentum, tc.weight_decay)
     sched = SCHEDULES.get(tc.schedule)(opt, tc)
-    from rsbench.training.losses import make_loss
-
     loss_fn = make_loss(tc.loss)
-    step = 0
-    order_gen = torch.Generator().manual_seed(seed)
-    noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
+    gens = {name: torch.Generator(device="cpu" if name == "order" else device).manual_seed(seed + i)
+            for i, name in enumerate(GENERATORS)}
+    st = TrainState(gens)
+    fingerprint = {**train_fingerprint(tc, noise_sigma, seed), **(fingerprint or {})}
+    if state_path is not None and Path(state_path).exists():
+        load_train_state(state_path, model, opt, sched, st, fingerprint)
+        rslog.info("resuming training from %s after epoch %d of %d", state_path, st.epoch, tc.epochs)
     attack = tc.attack_params()
-    attack_gen = torch.Generator(device=device).manual_seed(seed + 2)
     augment = AUGMENTS.get(tc.augment)
-    augment_gen = torch.Generator(device=device).manual_seed(seed + 3)
     n_train = min(len(train_ds), tc.max_examples or len(train_ds))
-    metrics: dict[str, float] = {}
-    with epoch_log(log_path, LOG_COLUMNS, tc.epochs * -(-n_train // tc.batch_size), "train") as (log, bar):
-        for epoch in range(1, tc.epochs + 1):
+    per_epoch = -(-n_train // tc.batch_size)
+    metrics: dict[str, float] = dict(st.rows[-1]) if st.rows else {}
+    with epoch_log(log_path, LOG_COLUMNS, tc.epochs * per_epoch, "train", st.rows, st.epoch * per_epoch) as (log, bar):
+        for epoch in range(st.epoch + 1, tc.epochs + 1):
             t0 = time.perf_counter()
             model.train()
             loss_sum = right = seen = 0.0
             lr = opt.param_groups[0]["lr"]
-            for x, y in batches(train_ds, tc.batch_size, True, order_gen, tc.num_workers, tc.max_examples):
-                x, y = augment(x.to(device), augment_gen), y.to(device)
+            for x, y in batches(train_ds, tc.batch_size, True, gens["order"], tc.num_workers, tc.max_examples):
+                x, y = augment(x.to(device), gens["augment"]), y.to(device)
                 if attack is not None:
                     spec = {k: v for k, v in attack.items() if k != "mix"}
                     m = max(1, round(len(x) * attack.get("mix", 1.0)))
-                    x = torch.cat([run_attack(spec, model, x[:m], y[:m], attack_gen), x[m:]])
+                    x = torch.cat([run_attack(spec, model, x[:m], y[:m], gens["attack"]), x[m:]])
                 elif noise_sigma > 0:
-                    x = x + noise_sigma * torch.randn(x.shape, generator=noise_gen, device=device)
-                loss, out = loss_fn(model, x, y)
+                    x = x + noise_sigma * torch.randn(x.shape, generator=gens["noise"], device=device)
+                loss, out = loss_fn(model, x.contiguous(memory_format=fmt) if x.dim() == 4 else x, y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                _step(opt, warm=step < tc.warmup_steps)
-                step += 1
+                _step(opt, warm=st.step < tc.warmup_steps)
+                st.step += 1
                 loss_sum += loss.item() * len(y)
                 right += float((out.argmax(1) == y).sum())
                 seen += len(y)
@@ -218,6 +246,10 @@ def train_model(model: nn.Module, train_ds: Dataset, test_ds: Dataset, tc: Train
                 "test_acc_noisy": accuracy(model, test_ds, noise_sigma, seed, device, limit=eval_limit),
                 "time_s": time.perf_counter() - t0,
             }
+            st.epoch = epoch
+            st.rows.append(metrics)
+            if state_path is not None:  # the state first: a kill between the two still logs each epoch once
+                save_train_state(state_path, model, opt, sched, st, fingerprint)
             if log:
                 log.append(metrics)
     model.eval()
