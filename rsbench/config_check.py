@@ -11,11 +11,14 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from rsbench.errors import RsbenchError
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # the config groups, beside the package
 
 # flags after which Hydra does its own thing (help, printing configs, shell completion)
 _HANDS_OFF = {"-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info", "-p", "--package", "--shell-completion",

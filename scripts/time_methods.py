@@ -29,10 +29,11 @@ from rsbench.certify.sampling import PointSampler
 from rsbench.methods import make_method
 from rsbench.methods.base import MethodContext
 from rsbench.models.checkpoint import load_model
+from rsbench.models.registry import prefers_channels_last
 from rsbench.noise.base import ScaledGaussian
 from rsbench.runtime import tune_allocator
 from rsbench.stages.common import dataset_split, model_choice, plain, select_device
-from rsbench.stages.points import fastest_batch, use_channels_last
+from rsbench.stages.points import fastest_batch
 
 ARTEFACT_PARAMS = {"idrs": "sigma_net", "dsmooth": "covariance"}
 
@@ -77,10 +78,10 @@ def main() -> None:
     for s in specs:
         method = make_method(s)
         if hasattr(method, "prepare"):
-            method.prepare(MethodContext(cfg, model, meta, spec, device, lambda: None))
+            method.prepare(MethodContext(int(cfg.seed), str(cfg.outputs_dir), model, meta, spec, device, lambda: None))
         methods[method.label()] = method
     pf = LinearPushforward(model) if LinearPushforward.applies(model) else None
-    channels_last = use_channels_last(model, spec, "auto")  # the same settings `rsbench certify` picks
+    channels_last = prefers_channels_last(model, spec.shape)  # the same settings `rsbench certify` picks
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     batch = fastest_batch(model, spec, device, channels_last)

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
 from rsbench.certify.sampling import PointSampler
@@ -46,9 +45,14 @@ class Method(Protocol):
 
 @dataclass
 class MethodContext:
-    """What a method's ``prepare`` may use: the full config, the base model, the data and the device."""
+    """What a method's ``prepare`` may use: the seed and the cache root, the base model, the data and the device.
 
-    cfg: DictConfig
+    ``model_meta['checkpoint']`` (or ``weights_file``) names the base model in the cache keys of what
+    ``prepare`` builds from it (sigma networks, covariances), so two models never share one.
+    """
+
+    seed: int
+    outputs_dir: str
     model: nn.Module
     model_meta: dict[str, Any]
     spec: DatasetSpec

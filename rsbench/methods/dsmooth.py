@@ -97,9 +97,9 @@ class DSmooth:
     def _cache_dir(self, ctx: MethodContext, what: str, **extra: Any) -> Path:
         key = json.dumps({"base": {k: ctx.model_meta.get(k) for k in ("checkpoint", "weights_file", "clean_acc")},
                           "dataset": ctx.spec.name, "n_images": self.n_images, "attack": self.attack,
-                          "seed": int(ctx.cfg.seed), **extra}, sort_keys=True, default=str)
+                          "seed": int(ctx.seed), **extra}, sort_keys=True, default=str)
         digest = hashlib.sha1(key.encode()).hexdigest()[:10]
-        return Path(ctx.cfg.outputs_dir) / "models" / f"{ctx.spec.name}-{what}-{digest}"
+        return Path(ctx.outputs_dir) / "models" / f"{ctx.spec.name}-{what}-{digest}"
 
     def _perturbations(self, ctx: MethodContext, path: Path) -> torch.Tensor:
         """delta = x_adv - x for the first ``n_images`` of a seeded shuffle of the training split (cached)."""
@@ -111,7 +111,7 @@ class DSmooth:
         from rsbench.progress import progress  # tqdm: loaded only when attacks run
 
         ds = ctx.train_data()
-        g = torch.Generator().manual_seed(int(ctx.cfg.seed))
+        g = torch.Generator().manual_seed(int(ctx.seed))
         order = torch.randperm(len(ds), generator=g)[:self.n_images].tolist()
         log.info("DSmooth: attacking %d training images (%s) for the covariance -> %s", len(order),
                  self.attack, path)

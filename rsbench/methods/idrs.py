@@ -90,18 +90,18 @@ class InputDependentSmoothing:
         key = json.dumps({"base": {k: ctx.model_meta.get(k) for k in ("checkpoint", "weights_file", "clean_acc")},
                           "dataset": ctx.spec.name, "d": d, "hidden": self.hidden, "sigma_min": self.sigma_min,
                           "lip_sigma": self.lip_sigma, "p_min": self.p_min, "train": self.train_cfg.__dict__,
-                          "seed": int(ctx.cfg.seed)}, sort_keys=True, default=str)
+                          "seed": int(ctx.seed)}, sort_keys=True, default=str)
         digest = hashlib.sha1(key.encode()).hexdigest()[:10]
-        return Path(ctx.cfg.outputs_dir) / "models" / f"{ctx.spec.name}-sigma_net-{digest}" / "sigma_net.pt"
+        return Path(ctx.outputs_dir) / "models" / f"{ctx.spec.name}-sigma_net-{digest}" / "sigma_net.pt"
 
     def _train(self, ctx: MethodContext, d: int, path: Path) -> None:
 
         log.info("no method.sigma_net given: training the IDRS sigma network -> %s", path.parent.parent)
         path.parent.mkdir()
-        torch.manual_seed(int(ctx.cfg.seed))
+        torch.manual_seed(int(ctx.seed))
         net = SigmaNet(d, self.hidden, self.sigma_min, self.lip_sigma)
         metrics = train_sigma_net(net, ctx.model, ctx.train_data(), self.train_cfg, self.L, self.p_min,
-                                  ctx.spec.num_classes, int(ctx.cfg.seed), ctx.device,
+                                  ctx.spec.num_classes, int(ctx.seed), ctx.device,
                                   str(path.with_name("train_log.csv")))
         meta = {"arch": "sigma_net", "dataset": ctx.spec.name, "family": ctx.spec.family, "d": d,
                 "hidden": self.hidden, "sigma_min": self.sigma_min, "lip_sigma": self.lip_sigma,

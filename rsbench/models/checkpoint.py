@@ -16,6 +16,7 @@ from torch import nn
 from rsbench.cache import atomic_write, torch_writer
 from rsbench.data.registry import DatasetSpec
 from rsbench.errors import RsbenchError
+from rsbench.models.manifest import verify_published
 from rsbench.models.registry import NormalizedModel, build_model
 
 FORMAT = "rsbench-checkpoint/1"
@@ -58,8 +59,12 @@ def check_finite_state(state: dict[str, Any], what: str) -> None:
 
 def load_model(path: str | Path, arch: str, params: dict[str, Any], spec: DatasetSpec
                ) -> tuple[NormalizedModel, dict[str, Any]]:
-    """Build ``arch`` for ``spec`` and load checkpoint ``path`` into it, refusing any mismatch."""
+    """Build ``arch`` for ``spec`` and load checkpoint ``path`` into it, refusing any mismatch; a published
+    checkpoint (named in its folder's manifest) must match the manifest's sha256 first."""
+    published = verify_published(path) if Path(path).is_file() else None
     state, meta = read_checkpoint(path)
+    if published is not None:
+        meta = {**meta, "sha256": published["sha256"]}
     if meta["arch"] != arch or dict(meta.get("params", {})) != dict(params):
         raise RsbenchError(
             f"checkpoint {path} holds arch={meta['arch']} params={meta.get('params', {})} but the config "

@@ -221,6 +221,9 @@ def check_pixel_space(model: nn.Module) -> None:
     """Refuse a NormalizedModel that rescales its input: the bound must hold for pixel-space perturbations."""
     from rsbench.errors import require
 
+    require(hasattr(model, "std") and hasattr(model, "mean"),
+            "margin certificates need one of rsbench's 1-Lipschitz networks (model=sra_mlp or sra_cnn), "
+            f"not a {type(model).__name__}")
     require(float(model.std.min()) == 1.0 and float(model.std.max()) == 1.0 and float(model.mean.abs().max()) == 0.0,
             "margin certificates need a model without input normalisation (model=sra_mlp or sra_cnn)")
 

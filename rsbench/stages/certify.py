@@ -68,7 +68,7 @@ def certify(cfg: DictConfig, out: Path) -> None:
         columns += ATTACK_COLUMNS
 
     def evaluate(x, i):
-        row = method.certify(run.sampler(x, i), n0, n, alpha, sequential)
+        row = run.smoothed.certify_fields(x, i, run.seed, n0, n, alpha, sequential)
         if attack:
             row.update(attack_row(method, run, attack, x, i, float(row["radius"]), int(row["predict"])))
         return row

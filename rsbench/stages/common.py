@@ -21,17 +21,16 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from rsbench.cache import DISK_ERRNOS, cached, disk_error, file_lock
+from rsbench.config_check import CONF_DIR  # noqa: F401  (the stages' Hydra apps read it from here)
 from rsbench.data import DatasetSpec, load_split
 from rsbench.errors import RsbenchError, check_count, require
 from rsbench.log import log
 from rsbench.models.checkpoint import load_model, load_weights_file, save_checkpoint
 from rsbench.models.registry import NormalizedModel, build_model, full_params
+from rsbench.provenance import machine, source_commit
 from rsbench.runtime import threads_from_slurm, tune_allocator
 from rsbench.training.augment import resolve_augment
 from rsbench.training.loop import TrainConfig, train_model
-
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
-
 
 _GENERIC_STEMS = {"model", "checkpoint", "best", "last", "certify"}  # rsbench's own file names say nothing
 
@@ -230,7 +229,8 @@ def train_and_save(cfg: DictConfig, arch: str, params: dict[str, Any], sigma: fl
             "train_noise_sigma": float(sigma), "seed": int(cfg.seed), "epochs": tc.epochs,
             "clean_acc": metrics["test_acc"], "noisy_acc": metrics["test_acc_noisy"],
             "stand_in": spec.stand_in, "train_attack": attack, "init_checkpoint": init, "augment": tc.augment,
-            "train_pixels": pixel_counts(train_ds)}
+            "train_pixels": pixel_counts(train_ds), "commit": source_commit(), "machine": machine(device),
+            "train_wall_s": metrics.get("train_wall_s")}
     save_checkpoint(ckpt, model.to(memory_format=torch.contiguous_format), meta)
     if state_path is not None:
         state_path.unlink(missing_ok=True)

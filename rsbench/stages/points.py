@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +12,9 @@ from omegaconf import DictConfig
 
 from rsbench.data import DatasetSpec
 from rsbench.errors import check_count, require
-from rsbench.models.registry import NormalizedModel, prefers_channels_last
+from rsbench.models.registry import NormalizedModel
 from rsbench.sharding import shard_indices, write_plan
+from rsbench.smoothed import Smoothed, compiled  # noqa: F401  (compiled: used by scripts/bench.py)
 from rsbench.stages.common import (
     dataset_settings,
     dataset_split,
@@ -31,51 +31,34 @@ MODEL_FINGERPRINT_KEYS = ("arch", "params", "checkpoint", "weights_file", "train
 
 @dataclass
 class PointRun:
-    """A validated per-test-point stage (certify, predict): method, data, model and results file."""
+    """A validated per-test-point stage (certify, predict): the smoothed classifier, data and results file."""
 
-    method: Any
+    smoothed: Smoothed
     device: torch.device
     test_ds: Any
     spec: DatasetSpec
     indices: list[int]
-    model: NormalizedModel
     meta: dict[str, Any]
     csv_path: Path
-    batch: int
     seed: int
-    pushforward: Any = None
-    channels_last: bool = False
-    precision: str = "fp32"
-    points_per_batch: int = 1
-    pool: Any = None  # a ForwardPool when points_per_batch > 1
-    compile: bool = False
 
-    def __post_init__(self) -> None:
-        # samplers (only they) see pooled or compiled forwards; attacks and everything else keep the model itself
-        self._sampling = (compiled(self.model) if self.compile else self.model, self.pushforward)
-        if self.points_per_batch > 1:
-            from rsbench.certify.multipoint import ForwardPool, PooledModel
+    @property
+    def method(self) -> Any:
+        return self.smoothed.method
 
-            self.pool = ForwardPool()  # Monte Carlo counts pool whole; single forward calls by concatenation
-            self._sampling = (PooledModel(self._sampling[0], self.pool), self.pushforward, self._sampling[0])
-
-    def sampler(self, x: torch.Tensor, idx: int) -> Any:
-        """Monte Carlo access to test point ``idx`` under the method's noise (seeded per point)."""
-        from rsbench.certify.sampling import PRECISIONS, PointSampler
-
-        model, pushforward, *base = self._sampling
-        return PointSampler(model, self.method.noise, x, idx, self.spec.num_classes, self.batch, self.seed,
-                            pushforward, self.channels_last, PRECISIONS[self.precision], self.pool, *base)
+    @property
+    def model(self) -> NormalizedModel:
+        return self.smoothed.model
 
     def run(self, columns: tuple[str, ...], evaluate: Callable[[torch.Tensor, int], dict[str, Any]]) -> None:
         """Run ``evaluate`` on every point (``points_per_batch`` at a time); a reduced-precision run's rows say
-        so (column ``precision``)."""
-        if self.precision != "fp32":
-            columns, inner = (*columns, "precision"), evaluate
-            evaluate = lambda x, i: {**inner(x, i), "precision": self.precision}  # noqa: E731
+        so (column ``precision``, filled by :class:`Smoothed`)."""
+        sm = self.smoothed
+        if sm.precision != "fp32":
+            columns = (*columns, "precision")
         run_points(self.csv_path, columns, self.indices, self.test_ds, self.spec, self.device,
-                   f"{self.csv_path.stem} {self.method.label()}", evaluate, self.points_per_batch,
-                   self.pool.evaluate if self.pool else None)
+                   f"{self.csv_path.stem} {self.method.label()}", evaluate, sm.points_per_batch,
+                   sm.pool.evaluate if sm.pool else None)
 
 
 def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str, Any]) -> PointRun:
@@ -125,7 +108,7 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
     if hasattr(method, "prepare"):
         from rsbench.methods.base import MethodContext
 
-        artefacts = method.prepare(MethodContext(cfg, model, meta, spec, device,
+        artefacts = method.prepare(MethodContext(int(cfg.seed), str(cfg.outputs_dir), model, meta, spec, device,
                                                  lambda: dataset_split(cfg, "train")[0]))
     csv_path = out / f"{stage}.csv"
     if section.overwrite and csv_path.exists():
@@ -136,40 +119,19 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
                        **settings, "seed": int(cfg.seed)},
                       bool(section.overwrite))
     write_plan(out / f"{stage}.plan.json", selection, shard, num_shards, indices)
-    channels_last = use_channels_last(model, spec, section.get("channels_last", "auto"))
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if batch == "auto":
-        batch = fastest_batch(model, spec, device, channels_last, PRECISIONS[precision])
-        log.info("%s.batch=auto: %d samples per forward pass", stage, batch)
-    from rsbench.noise.base import ScaledGaussian
-
-    # the pushforward sampler computes the first layer in fp32: at reduced precision the whole network runs
-    # under autocast instead, so the certified classifier is exactly "the network at that precision"
-    pushforward = section.get("pushforward", "auto") if isinstance(method.noise, ScaledGaussian) else "off"
     k = points_per_batch(per_batch)
     if k > 1:
         log.info("%s.points_per_batch=%d: %d test points share each forward batch", stage, k, k)
     if compile_:
         log.info("%s.compile=true: the network runs under torch.compile (the first batches of each shape compile)",
                  stage)
-    # the pushforward sampler bypasses the network's first layer, so neither reduced precision nor compile uses it
-    return PointRun(method, device, test_ds, spec, indices, model, meta, csv_path, batch, int(cfg.seed),
-                    _pushforward(model, pushforward if precision == "fp32" and not compile_ else "off"),
-                    channels_last, precision, k, compile=compile_)
-
-
-def compiled(model: NormalizedModel) -> NormalizedModel:
-    """``model`` with its network under ``torch.compile`` (static shapes: one compile per batch size), sharing
-    its weights; the model itself stays eager (attacks and everything else use it)."""
-    import torch._dynamo
-
-    # one graph per batch size (clean point, n0, batch, remainders, pooled sizes): more than dynamo's default 8,
-    # past which it would silently fall back to the eager network
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-    out = copy.copy(model)  # a new module object: its own _modules, the same parameters and buffers
-    out._modules = {**model._modules, "net": torch.compile(model.net, dynamic=False)}
-    return out
+    smoothed = Smoothed.build(model, method, spec.num_classes, spec.shape, 1, precision,
+                              section.get("channels_last", "auto"), section.get("pushforward", "auto"), k, compile_)
+    if batch == "auto":
+        batch = fastest_batch(smoothed.model, spec, device, smoothed.channels_last, PRECISIONS[precision])
+        log.info("%s.batch=auto: %d samples per forward pass", stage, batch)
+    smoothed.batch = batch
+    return PointRun(smoothed, device, test_ds, spec, indices, meta, csv_path, int(cfg.seed))
 
 
 def check_points_per_batch(value: Any, stage: str = "certify") -> int | str:
@@ -184,11 +146,6 @@ def points_per_batch(value: int | str) -> int:
     on the 2-core CPU (1.00x, scripts/bench_multipoint.py) and the pooling the stage runs is not yet timed on a
     GPU (docs/PERFORMANCE.md); an explicit K is taken as given."""
     return 1 if value == "auto" else int(value)
-
-
-def use_channels_last(model: torch.nn.Module, spec: DatasetSpec, mode: str) -> bool:
-    """'auto': channels-last memory order for convolutional models on image inputs (2x faster convs here)."""
-    return mode == "auto" and prefers_channels_last(model, spec.shape)
 
 
 GPU_BATCHES = tuple(100 * 2 ** k for k in range(11))  # 100 ... 102,400: up to the memory limit
@@ -240,16 +197,6 @@ def fastest_batch(model: torch.nn.Module, spec: DatasetSpec, device: torch.devic
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _pushforward(model: NormalizedModel, mode: str) -> Any:
-    """The linear-first-layer sampler when ``mode`` is 'auto' and the model allows it, else None."""
-    from rsbench.certify.pushforward import LinearPushforward
-
-    if mode == "auto" and LinearPushforward.applies(model):
-        log.info("linear first layer: drawing its output directly (pushforward sampler, same distribution)")
-        return LinearPushforward(model)
-    return None
 
 
 def run_points(csv_path: Path, columns: tuple[str, ...], indices: list[int], test_ds: Any,

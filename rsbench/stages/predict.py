@@ -22,7 +22,7 @@ def predict(cfg: DictConfig, out: Path) -> None:
     alpha = check_probability("predict.alpha", cfg.predict.alpha)
     run = prepare_point_run(cfg, "predict", out, {"n": n, "alpha": alpha})
     columns = BASE_COLUMNS + tuple(getattr(run.method, "predict_columns", PREDICT_COLUMNS))
-    run.run(columns, lambda x, i: run.method.predict(run.sampler(x, i), n, alpha))
+    run.run(columns, lambda x, i: run.smoothed.predict_fields(x, i, run.seed, n, alpha))
     df = pd.read_csv(run.csv_path)
     print(f"\n{run.csv_path}: {len(df)} points, accuracy {df['correct'].mean():.3f}, "
           f"abstain {(df['predict'] < 0).mean():.3f}, {df['time_s'].mean():.3f} s/point")

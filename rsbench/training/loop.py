@@ -253,4 +253,4 @@ def train_model(model: nn.Module, train_ds: Dataset, test_ds: Dataset, tc: Train
             if log:
                 log.append(metrics)
     model.eval()
-    return metrics
+    return {**metrics, "train_wall_s": sum(float(r["time_s"]) for r in st.rows)}  # every epoch, across resumes

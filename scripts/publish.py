@@ -1,0 +1,90 @@
+"""Publish a trained model or a run's per-point results under outputs/published/ (tracked in git).
+
+    python scripts/publish.py model RUN_DIR NAME --command "rsbench train ..."   # -> models/NAME.pt + manifest
+    python scripts/publish.py results RUN_DIR DEST                              # -> results/DEST/
+
+model: copies RUN_DIR/model.pt to outputs/published/models/NAME.pt and its train_log.csv beside it (the
+learning curve), and records in models/MANIFEST.json its sha256, the command that trained it, the source
+commit and machine the checkpoint recorded (or --commit / --machine), the clean and noisy test accuracy of
+its last epoch (on the dataset's test split: for CIFAR-10, the 1,017 genuine test images) and the training
+wall time (the sum of its epochs, across resumes). `model.checkpoint=outputs/published/models/NAME.pt`
+then checks that sha256 before loading.
+
+results: copies RUN_DIR's certify.csv (or predict.csv), its fingerprint and Hydra's overrides.yaml to
+outputs/published/results/DEST/, so `make figures` redraws every published table from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from rsbench.errors import RsbenchError
+from rsbench.models.checkpoint import read_checkpoint
+from rsbench.models.manifest import add_to_manifest
+
+ROOT = Path(__file__).resolve().parents[1] / "outputs" / "published"
+
+
+def publish_model(run: Path, name: str, command: str, commit: str | None, machine: str | None) -> None:
+    _, meta = read_checkpoint(run / "model.pt")
+    log = pd.read_csv(run / "train_log.csv")
+    if list(log["epoch"]) != list(range(1, int(meta["epochs"]) + 1)):
+        raise RsbenchError(f"{run / 'train_log.csv'} does not hold epochs 1..{meta['epochs']} once each")
+    folder = ROOT / "models"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run / "model.pt", folder / f"{name}.pt")
+    shutil.copyfile(run / "train_log.csv", folder / f"{name}.train_log.csv")
+    commit = commit or meta.get("commit")
+    if not commit or commit.endswith("+dirty"):
+        raise RsbenchError(f"the checkpoint records commit {commit!r}: pass --commit with the commit it was trained at")
+    add_to_manifest(folder, f"{name}.pt", {
+        "command": command, "commit": commit, "machine": machine or meta.get("machine"),
+        "dataset": meta["dataset"], "arch": meta["arch"], "params": meta["params"],
+        "train_noise_sigma": meta["train_noise_sigma"], "epochs": int(meta["epochs"]), "seed": meta["seed"],
+        "clean_acc": float(log["test_acc"].iloc[-1]), "noisy_acc": float(log["test_acc_noisy"].iloc[-1]),
+        "test_images": "the dataset's test split (CIFAR-10: the 1,017 genuine test images)",
+        "wall_s": round(float(log["time_s"].sum()), 1), "train_log": f"{name}.train_log.csv"})
+    print(f"published {folder / f'{name}.pt'} (manifest {folder / 'MANIFEST.json'})")
+
+
+def publish_results(run: Path, dest: str) -> None:
+    target = ROOT / "results" / dest
+    target.mkdir(parents=True, exist_ok=True)
+    csvs = [p for p in (run / "certify.csv", run / "predict.csv") if p.is_file()]
+    if not csvs:
+        raise RsbenchError(f"{run} holds no certify.csv or predict.csv")
+    for p in [*csvs, *run.glob("*.fingerprint.json"), run / ".hydra" / "overrides.yaml"]:
+        if p.is_file():
+            shutil.copyfile(p, target / p.name)
+    print(f"published {', '.join(p.name for p in csvs)} of {run} -> {target}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    m = sub.add_parser("model")
+    m.add_argument("run", type=Path)
+    m.add_argument("name")
+    m.add_argument("--command", required=True, help="the command that trained it")
+    m.add_argument("--commit", help="the source commit it was trained at (default: what the checkpoint records)")
+    m.add_argument("--machine", help="where it was trained (default: what the checkpoint records)")
+    r = sub.add_parser("results")
+    r.add_argument("run", type=Path)
+    r.add_argument("dest", help="folder under outputs/published/results/, e.g. cifar10/cohen/sigma-0.5")
+    args = ap.parse_args()
+    try:
+        if args.what == "model":
+            publish_model(args.run, args.name, args.command, args.commit, args.machine)
+        else:
+            publish_results(args.run, args.dest)
+    except RsbenchError as exc:
+        sys.exit(f"publish: error: {exc}")
+
+
+if __name__ == "__main__":
+    main()
