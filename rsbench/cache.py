@@ -161,32 +161,52 @@ def holder_text(path: Path, patience: float = 1.0) -> str:
 
 
 @contextmanager
-def file_lock(path: str | Path, blocking: bool = True, wait_message: str | None = None) -> Iterator[Path]:
+def file_lock(path: str | Path, blocking: bool = True, wait_message: str | None = None,
+              remove: bool = False) -> Iterator[Path]:
     """Hold an exclusive ``flock`` on ``path`` for the block; the holder's pid and host are written into it.
 
     ``blocking=False`` raises :class:`BlockingIOError` at once when another process holds it. The kernel
     releases the lock when its holder dies, so a killed process never leaves a stale lock behind.
+    ``remove=True`` deletes the lock file on release, while still holding it; every taker checks, once it holds
+    the lock, that the file it locked is still the one at ``path`` (and starts over if not), so deleting it
+    never lets two processes in at once.
     """
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise disk_error(exc, str(path)) from exc
-    try:
+    waited = False
+    while True:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise disk_error(exc, str(path)) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if not blocking:
+                os.close(fd)
                 raise
-            if wait_message:
+            if wait_message and not waited:
                 log.info("%s (held by %s)", wait_message, holder_text(path))
+                waited = True
             fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # its holder removed it while we waited: lock the file that is there now
+    try:
         record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode()
         os.pwrite(fd, record, 0)  # write, then cut: the file is never empty once a holder has written
         os.ftruncate(fd, len(record))
         yield path
     finally:
+        if remove:
+            try:
+                path.unlink()
+            except OSError:
+                pass
         os.close(fd)  # closing the descriptor releases the lock
 
 
@@ -199,7 +219,8 @@ def cached(path: str | Path, build: Callable[[Path], Any], what: str) -> Path:
     path = Path(path)
     if path.exists():
         return path
-    with file_lock(path.with_name(path.name + ".lock"), wait_message=f"waiting for another process to build {what}"):
+    with file_lock(path.with_name(path.name + ".lock"), wait_message=f"waiting for another process to build {what}",
+                   remove=True):  # built or failed, no lock file is left beside the artefact
         if not path.exists():  # built while we waited
             atomic_write(path, build)
     return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import signal
 import sys
+from pathlib import Path
 
 STAGES = {
     "train": "train a base classifier (noise augmentation, adversarial training or an SRA loss)",
@@ -14,7 +15,10 @@ STAGES = {
     "robustness": "SRA robustness metrics of one network: margin/RS radius, noise and corruption curves, AUCs",
     "merge": "merge the run dirs of a sharded certify (or predict) run into one CSV",
     "compare": "paired comparison of two certify runs on the same points: differences with intervals, McNemar",
+    "verify": "recompute every row's radius, bounds and sound flag from its votes; exit 1 on any mismatch",
 }
+
+PLAIN = {"merge": "rsbench.sharding", "compare": "rsbench.compare", "verify": "rsbench.verify"}
 
 USAGE = "usage: rsbench <stage> [hydra overrides ...]\n\nstages:\n" + "".join(
     f"  {name:<10} {text}\n" for name, text in STAGES.items()
@@ -37,8 +41,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"rsbench: error: unknown stage {stage!r}; valid stages: {', '.join(STAGES)}"
               f"{suggest(stage, list(STAGES))}", file=sys.stderr)
         sys.exit(2)
-    if stage in ("merge", "compare"):  # not Hydra apps: they take run dirs, not overrides
-        module = importlib.import_module("rsbench.sharding" if stage == "merge" else "rsbench.compare")
+    if stage in PLAIN:  # not Hydra apps: they take run dirs, not overrides
+        module = importlib.import_module(PLAIN[stage])
         module.main(args[1:])
         return
     module = importlib.import_module(f"rsbench.stages.{stage}")
@@ -51,6 +55,12 @@ def main(argv: list[str] | None = None) -> None:
     except RsbenchError as exc:
         print(f"rsbench {stage}: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    from rsbench.stages.common import USER_DIRS
+
+    for arg in args[1:]:  # folders the user made and named: a refused run must leave them in place
+        key, _, value = arg.partition("=")
+        if key in ("hydra.run.dir", "hydra.sweep.dir") and value and Path(value).is_dir():
+            USER_DIRS.add(Path(value).resolve())
     from rsbench.cluster import install
 
     install()  # a sweep's failed submission or job is reported, one line per job

@@ -11,14 +11,15 @@ import pandas as pd
 from rsbench.analysis.curves import DEFAULT_RADII
 from rsbench.analysis.paired import paired_comparison
 from rsbench.errors import RsbenchError
+from rsbench.results import read_results
 
 
 def _read(run: Path, radius: str = "radius") -> pd.DataFrame:
     """The run's rows, with ``radius`` taken from column ``radius`` (e.g. DSmooth's ``l2_radius``)."""
     path = run / "certify.csv" if run.is_dir() else run
     if not path.is_file():
-        raise RsbenchError(f"{run} is neither a certify.csv nor a run dir holding one")
-    df = pd.read_csv(path)
+        raise RsbenchError(f"{run} is neither a certify.csv (or Cohen et al.'s per-image TSV) nor a run dir with one")
+    df = read_results(path)
     missing = [c for c in ("idx", "label", "radius", "correct", radius) if c not in df.columns]
     if missing:
         raise RsbenchError(f"{path} lacks columns {sorted(set(missing))}; is it a certify.csv"

@@ -139,7 +139,7 @@ def check_overrides(conf_dir: str, stage: str, args: list[str]) -> None:
             return compose(config_name=stage, overrides=ovs)
 
     try:
-        compose_with(plain)
+        composed = compose_with(plain)
     except MissingConfigException as exc:
         m = re.search(r"Could not find '([^']+)/([^']+)'", str(exc))
         options = list(getattr(exc, "options", None) or [])
@@ -164,3 +164,45 @@ def check_overrides(conf_dir: str, stage: str, args: list[str]) -> None:
             hint = f"; valid keys in '{parent}': {', '.join(valid)}"
         where = f" ('{part}' is not a key{f' of {parent!r}' if parent else ''})" if part != key else ""
         raise RsbenchError(f"unknown key {key!r}{where}{hint}") from None
+    check_common(composed)
+    check_writable_dir(str(composed.outputs_dir), "outputs_dir")
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if key in ("hydra.run.dir", "hydra.sweep.dir") and value:
+            check_writable_dir(value, key)
+
+
+def check_common(cfg: DictConfig) -> None:
+    """The top-level values every stage reads (``conf/_common.yaml``), checked before anything runs: ``seed`` an
+    integer >= 0, ``radii`` a list of finite numbers >= 0."""
+    seed = cfg.get("seed")
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
+        raise RsbenchError(f"seed={seed!r} is invalid: it must be an integer >= 0")
+    radii = cfg.get("radii")
+    example = "e.g. radii=[0,0.25,0.5,1]"
+    if radii is None:
+        return
+    if isinstance(radii, (str, int, float)) or not hasattr(radii, "__iter__"):
+        raise RsbenchError(f"radii={radii!r} is invalid: it must be a list of radii, {example}")
+    for r in radii:
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or r < 0:
+            raise RsbenchError(f"radii={list(radii)!r} is invalid: {r!r} is not a finite number >= 0 ({example})")
+
+
+def check_writable_dir(path: str, what: str) -> None:
+    """Refuse, before Hydra makes any run dir, an output path that names a file (or lies under one) or that
+    cannot be written: the first existing folder on its way is probed with a temporary folder."""
+    import os
+    import tempfile
+
+    p = Path(path).expanduser().absolute()
+    existing = p
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RsbenchError(f"{what}={path} cannot be a folder: {existing} is a file")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".rsbench-probe-", dir=existing))
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise RsbenchError(f"{what}={path} cannot be written: {existing}: {reason}") from None

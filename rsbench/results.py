@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from rsbench.cache import write_json_atomic
 from rsbench.errors import RsbenchError, require
 
@@ -109,7 +111,7 @@ def _bool(v: str) -> bool:
 
 
 def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    return lambda v: None if v == "" else parse(v)
+    return lambda v: None if v in ("", "None") else parse(v)  # rows write None as "None" (soft smoothing's count)
 
 
 # The types of the columns rsbench writes (others are free text); a resumed or merged file must match them.
@@ -183,3 +185,38 @@ def check_fingerprint(path: str | Path, fingerprint: Mapping[str, Any], overwrit
                                f"{', '.join(diff)}); use another hydra.run.dir or certify.overwrite=true")
         return
     write_json_atomic(path, fingerprint)
+
+
+COHEN_HEADER = ("idx", "label", "predict", "radius", "correct", "time")  # Cohen et al.'s per-image result files
+REQUIRED = ("idx", "label", "predict", "radius", "correct")
+
+
+def is_cohen_tsv(path: str | Path) -> bool:
+    """True for Cohen et al.'s per-image result format (tab-separated ``idx label predict radius correct time``)."""
+    with open(path, "rb") as fh:
+        first = fh.readline().decode("utf-8", "replace").rstrip("\r\n")
+    return tuple(first.split("\t")) == COHEN_HEADER
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    """A certify results file as a DataFrame, every row validated (:func:`parse_rows`): rsbench's
+    ``certify.csv``, or Cohen et al.'s per-image TSV (as their repository and later papers publish them; its
+    ``time`` becomes ``time_s``, ``source`` says where the rows come from). No rows, a damaged row or a
+    missing column is a one-line :class:`RsbenchError` naming the file (and the line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RsbenchError(f"{path} does not exist")
+    data = path.read_bytes()
+    cohen = is_cohen_tsv(path)
+    if cohen:  # the same validation as our own rows: re-read as CSV text
+        data = data.replace(b"\t", b",").replace(b",time\n", b",time_s\n", 1)
+    if not data.strip():
+        raise RsbenchError(f"{path} is empty: it holds no header and no rows")
+    header, rows = parse_rows(path, data if data.endswith(b"\n") else data + b"\n")
+    missing = [c for c in REQUIRED if c not in header]
+    require(not missing, f"{path} lacks columns {missing}; is it a certify.csv or Cohen et al.'s per-image TSV?")
+    require(len(rows) > 0, f"{path} holds no rows (only its header): nothing to plot or compare yet")
+    df = pd.read_csv(io.StringIO(data.decode("utf-8")))
+    if cohen:
+        df["source"] = "cohen2019 per-image file"
+    return df

@@ -29,11 +29,13 @@ def shard_indices(indices: list[int], shard: int, num_shards: int) -> list[int]:
     return indices[shard::num_shards]
 
 
-def write_plan(path: Path, selection: dict[str, Any], shard: int, num_shards: int, indices: list[int]) -> None:
-    """Record which indices this run dir is responsible for (checked by ``rsbench merge``)."""
+def write_plan(path: Path, selection: dict[str, Any], shard: int, num_shards: int, indices: list[int],
+               replace: bool = False) -> None:
+    """Record which indices this run dir is responsible for (checked by ``rsbench merge``); a different old plan
+    is refused unless ``replace`` (the run starts afresh: ``overwrite=true``)."""
     plan = {"selection": selection, "shard": shard, "num_shards": num_shards, "indices": indices}
     old = None
-    if path.exists():
+    if path.exists() and not replace:
         try:
             old = json.loads(path.read_text())
         except ValueError:  # torn by an older, non-atomic writer: the plan is derived, so write it anew

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import CERTIFY_SETTINGS, TINY_CERTIFY, run_cli, run_cli_subprocess
+from conftest import CERTIFY_SETTINGS, TINY_CERTIFY, read_rows, run_cli, run_cli_subprocess
 from rsbench.data.registry import DatasetSpec, TensorImages
 from rsbench.errors import RsbenchError
 from rsbench.stages.common import select_indices
@@ -82,7 +82,7 @@ def test_plot_on_empty_or_garbage_csv(tmp_path, capsys) -> None:
     run.mkdir()
     for content in (b"", b"\xff\xfe garbage\n\x00\x01"):
         (run / "certify.csv").write_bytes(content)
-        _fails(tmp_path, capsys, ["plot", f"runs=[{run}]"], r"certify.csv (is empty or not a CSV|lacks columns)")
+        _fails(tmp_path, capsys, ["plot", f"runs=[{run}]"], r"certify.csv( is empty|, line 1: not UTF-8)")
 
 
 def test_file_size_limit_is_one_line(tmp_path) -> None:
@@ -177,3 +177,84 @@ def test_bookkeeping_files_are_told_apart_from_results(tmp_path) -> None:
     assert _is_bookkeeping(csv, "certify") and _is_bookkeeping(tmp_path / "certify.plan.json", "certify")
     csv.write_text("idx,label,predict\n0,1,1\n")
     assert not _is_bookkeeping(csv, "certify") and not _is_bookkeeping(tmp_path / "model.pt", "certify")
+
+
+# -- the cases a fault and bad-input run of main still found (issue 28): each one line, nothing lost or left ------
+
+@pytest.mark.parametrize("override,pattern", [
+    ("radii=[abc]", r"radii=\['abc'\] is invalid: 'abc' is not a finite number >= 0"),
+    ("radii=3", r"radii=3 is invalid: it must be a list of radii"),
+    ("radii=[0,-1]", r"radii=\[0, -1\] is invalid: -1 is not a finite number >= 0"),
+    ("seed=abc", r"seed='abc' is invalid: it must be an integer >= 0"),
+    ("seed=-1", r"seed=-1 is invalid"),
+])
+def test_bad_common_values(tmp_path, capsys, override, pattern) -> None:
+    err = _fails(tmp_path, capsys, ["certify", *TINY_CERTIFY, override], pattern)
+    assert len(err.strip().splitlines()) == 1 and err.startswith("rsbench certify: error:")
+
+
+def test_outputs_dir_that_is_a_file_or_unwritable(tmp_path, capsys) -> None:
+    from rsbench import cli
+
+    (tmp_path / "afile").write_text("x")
+    for outputs, pattern in ((tmp_path / "afile", r"outputs_dir=.*afile cannot be a folder: .*afile is a file"),
+                             (tmp_path / "afile" / "below", r"cannot be a folder: .*afile is a file"),
+                             ("/sys/rsbench-outputs", r"outputs_dir=/sys/rsbench-outputs cannot be written: /sys: ")):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["certify", *TINY_CERTIFY, f"outputs_dir={outputs}"])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and len(err.strip().splitlines()) == 1, err
+        assert pytest.importorskip("re").search(pattern, err), err
+    with pytest.raises(SystemExit):
+        cli.main(["certify", *TINY_CERTIFY, f"hydra.run.dir={tmp_path / 'afile' / 'run'}"])
+    assert "hydra.run.dir=" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_plot_on_garbage_rows_or_no_rows(tmp_path, capsys) -> None:
+    run = tmp_path / "in"
+    run.mkdir()
+    header = "idx,label,predict,radius,correct,time_s\n"
+    (run / "certify.csv").write_text(header + "0,3,3,0.5,1,0.1\n4,garbage,3,zz,1\n")
+    _fails(tmp_path, capsys, ["plot", f"runs=[{run}]"], r"certify.csv, line 3: 5 fields, the header has 6")
+    (run / "certify.csv").write_text(header + "0,3,3,0.5,1,0.1\n4,7,3,zz,1,0.1\n")
+    _fails(tmp_path, capsys, ["plot", f"runs=[{run}]"], r"certify.csv, line 3: radius='zz' is not a valid value")
+    (run / "certify.csv").write_text(header)
+    _fails(tmp_path, capsys, ["plot", f"runs=[{run}]"], r"certify.csv holds no rows \(only its header\)")
+    assert not (tmp_path / "plot").exists()
+
+
+def test_overwrite_with_another_selection_replaces_and_a_refused_overwrite_loses_nothing(tmp_path, capsys,
+                                                                                          tiny_model) -> None:
+    run = tmp_path / "run"
+    base = ["certify", *TINY_CERTIFY, f"model.checkpoint={tiny_model}", f"hydra.run.dir={run}"]
+    run_cli([*base, "certify.max=60"], tmp_path)
+    before = (run / "certify.csv").read_text()
+    with pytest.raises(SystemExit):  # refused late (the model): the old rows stay
+        run_cli([*base[:-2], f"model.checkpoint={tmp_path / 'nope.pt'}", f"hydra.run.dir={run}", "certify.max=200",
+                 "certify.overwrite=true"], tmp_path)
+    assert "does not exist" in capsys.readouterr().err
+    assert (run / "certify.csv").read_text() == before
+    run_cli([*base, "certify.max=200", "certify.overwrite=true"], tmp_path)  # another selection: replaced
+    assert read_rows(run / "certify.csv")["idx"].tolist() == [0, 50, 100, 150]
+
+
+def test_a_refused_run_keeps_the_folder_the_user_made(tmp_path, capsys) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    with pytest.raises(SystemExit):
+        run_cli(["certify", *TINY_CERTIFY, "sigma=-1", f"hydra.run.dir={mine}"], tmp_path)
+    assert "sigma=-1" in capsys.readouterr().err
+    assert mine.is_dir() and list(mine.iterdir()) == []  # what rsbench wrote is gone, the folder is not
+
+
+def test_a_damaged_mnist_archive_leaves_no_lock_behind(tmp_path, capsys) -> None:
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+              "t10k-labels-idx1-ubyte"):
+        (raw / f"{f}.gz").write_bytes(b"\x1f\x8b\x08\x00 truncated")
+    cache = tmp_path / "cache"
+    _fails(tmp_path, capsys, ["train", "dataset=mnist", f"dataset.data_dir={tmp_path / 'data'}",
+                              f"dataset.cache_dir={cache}", "model=mlp"], r"is damaged")
+    assert [p.relative_to(cache) for p in cache.rglob("*") if p.is_file()] == []

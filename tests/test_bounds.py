@@ -55,3 +55,21 @@ def test_pvalue_matches_scipy_and_bad_input() -> None:
         clopper_pearson_lower(3, 10, 1.5)
     with pytest.raises(RsbenchError, match="outside"):
         clopper_pearson_lower(11, 10, 0.01)
+
+
+def test_radius_cap_and_the_n_that_lifts_it() -> None:
+    """Gaussian: cap = sigma Phi^-1(alpha^(1/n)); reaching radius r needs n >= ln(alpha) / ln(Phi(r / sigma))."""
+    import math
+
+    from scipy.stats import norm
+
+    from rsbench.certify.bounds import n_to_reach
+    from rsbench.methods.gaussian import GaussianSmoothing
+
+    g = GaussianSmoothing(sigma=0.25)
+    assert g.radius_cap(1000, 0.001) == pytest.approx(0.25 * norm.ppf(0.001 ** (1 / 1000)), rel=1e-9)
+    for r in (0.5, 1.0, 1.2):
+        need = n_to_reach(lambda m: g.radius_cap(m, 0.001), r, 100)
+        assert need == math.ceil(math.log(0.001) / math.log(norm.cdf(r / 0.25))), r
+        assert g.radius_cap(need, 0.001) >= r > g.radius_cap(need - 1, 0.001)
+    assert n_to_reach(lambda m: g.radius_cap(m, 0.001), 0.1, 1000) == 1000  # already reached: n itself

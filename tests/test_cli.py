@@ -296,3 +296,21 @@ def test_stage_help_starts_with_what_it_does(stage, capsys) -> None:
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"rsbench {stage}: ") and "Common overrides:" in lines[2]
     assert not any("powered by Hydra" in line for line in lines)
+
+
+def test_radius_cap_warning_names_the_cap_and_the_n_that_lifts_it(tmp_path, tiny_model, capsys) -> None:
+    import math
+
+    from scipy.stats import norm
+
+    run_cli(["certify", *TINY_CERTIFY, "certify.max=60", "radii=[0,1.0]", f"model.checkpoint={tiny_model}",
+             f"hydra.run.dir={tmp_path / 'r'}"], tmp_path)
+    out = capsys.readouterr()
+    lines = [ln for ln in (out.out + out.err).splitlines() if "caps every radius" in ln]
+    cap = 0.25 * norm.ppf(0.01 ** (1 / 300))
+    need = math.ceil(math.log(0.01) / math.log(norm.cdf(1.0 / 0.25)))
+    assert len(lines) == 1 and f"caps every radius at {cap:.3f}" in lines[0] and f"certify.n={need:,}" in lines[0]
+    run_cli(["certify", *TINY_CERTIFY, "certify.max=60", "radii=[0,0.5]", f"model.checkpoint={tiny_model}",
+             f"hydra.run.dir={tmp_path / 's'}"], tmp_path)
+    out = capsys.readouterr()
+    assert "caps every radius" not in out.out + out.err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from scipy.special import betaincinv
 from scipy.stats import binomtest
@@ -44,6 +45,24 @@ def top_two_pvalue(n_a: int, n_b: int) -> float:
 def max_certifiable_p(n: int, alpha: float) -> float:
     """The largest Clopper-Pearson lower bound n samples can give (all n successes): alpha^(1/n)."""
     return clopper_pearson_lower(n, n, alpha)
+
+
+def n_to_reach(cap_at: Callable[[int], float], radius: float, n: int, n_max: int = 10**12) -> int | None:
+    """The smallest sample count m >= n with ``cap_at(m) >= radius`` (``cap_at``: a method's largest certifiable
+    radius from m draws, non-decreasing in m), by doubling then bisection; None past ``n_max``."""
+    hi = max(int(n), 1)
+    while cap_at(hi) < radius:
+        if hi > n_max:
+            return None
+        hi *= 2
+    lo = max(hi // 2, int(n))
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cap_at(mid) >= radius:
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
 
 
 def hoeffding_radius(n: int, alpha: float) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rsbench.certify.bounds import max_certifiable_p
 from rsbench.certify.certificates import gaussian_l2_radius
 from rsbench.certify.sampling import PointSampler
 from rsbench.certify.sequential import SequentialSpec
@@ -45,6 +46,10 @@ class GaussianSmoothing:
     @property
     def train_sigma(self) -> float:
         return self.sigma
+
+    def radius_cap(self, n: int, alpha: float) -> float | None:
+        """The largest radius n draws can certify at alpha (hard votes, all n correct): sigma Phi^-1(alpha^(1/n))."""
+        return gaussian_l2_radius(max_certifiable_p(n, alpha), self.sigma) if self.smoothing == "hard" else None
 
     def label(self) -> str:
         soft = "" if self.smoothing == "hard" else f", soft ({self.bounds})"

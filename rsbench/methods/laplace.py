@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from rsbench.certify.bounds import max_certifiable_p
 from rsbench.certify.certificates import laplace_l1_radius
 from rsbench.certify.sampling import PointSampler
 from rsbench.certify.sequential import SequentialSpec
@@ -27,6 +28,11 @@ class LaplaceSmoothing:
     def __init__(self, scale: float) -> None:
         self.scale = check_positive("method.scale", scale)
         self.noise = LaplaceNoise(self.scale)
+        self.sound = True  # Teng et al.'s Theorem 1 holds for exactly this noise
+
+    def radius_cap(self, n: int, alpha: float) -> float:
+        """The largest l1 radius n draws can certify at alpha (all n correct)."""
+        return laplace_l1_radius(max_certifiable_p(n, alpha), self.scale)
 
     @property
     def train_sigma(self) -> float:
@@ -44,7 +50,7 @@ class LaplaceSmoothing:
         est = certify_hard(sampler, n0, n, alpha, sequential, lambda p: laplace_l1_radius(p, self.scale))
         radius = laplace_l1_radius(est.p_lower, self.scale) if est.p_lower > 0.5 else 0.0
         return {"predict": est.top if radius > 0 else ABSTAIN, "radius": radius, "method": self.name,
-                "certificate": "teng", "norm": self.norm, "sound": True, "scale": self.scale, "n0": n0, "n": n,
+                "certificate": "teng", "norm": self.norm, "sound": self.sound, "scale": self.scale, "n0": n0, "n": n,
                 "n_used": est.n, "alpha": alpha, "count": est.count, "p_lower": est.p_lower}
 
     def predict(self, sampler: PointSampler, n: int, alpha: float) -> dict[str, Any]:

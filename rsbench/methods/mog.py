@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rsbench.certify.bounds import clopper_pearson_lower
+from rsbench.certify.bounds import clopper_pearson_lower, max_certifiable_p
 from rsbench.certify.certificates import (
     mixture_componentwise_radius,
     mixture_margin,
@@ -90,6 +90,13 @@ class MixtureOfGaussiansSmoothing:
         self.noise = self.mixture if self.semantics == "mixture" else sum_of_gaussians(self.sigmas)
         # memoised: sequential certification bisects the same p values at every point to find p_stop
         self._pooled_radius = functools.lru_cache(maxsize=4096)(self._radius_from_pooled)
+
+    def radius_cap(self, n: int, alpha: float) -> float | None:
+        """The largest radius n draws can certify at alpha with a certificate of the pooled bound (hard votes,
+        all n correct); None for componentwise and soft smoothing."""
+        if self.smoothing != "hard" or self.certificate == "componentwise":
+            return None
+        return self._radius_from_pooled(max_certifiable_p(n, alpha))
 
     @property
     def train_sigma(self) -> float:

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from rsbench.analysis.curves import format_table, mark_unsound, summary_table
 from rsbench.analysis.intervals import check_level
-from rsbench.certify.bounds import max_certifiable_p
+from rsbench.certify.bounds import max_certifiable_p, n_to_reach
 from rsbench.certify.sequential import SequentialSpec
 from rsbench.errors import check_count, check_positive, check_probability, require
 from rsbench.plot.certified_accuracy import plot_certified_accuracy
@@ -39,6 +39,18 @@ def attack_row(method, run, attack: dict, x: torch.Tensor, idx: int, radius: flo
     return {"attack_norm": dist, "attack_inside": int(predict != ABSTAIN and dist <= radius)}
 
 
+def warn_radius_cap(method, n: int, alpha: float, largest: float) -> None:
+    """One warning line when n and alpha cap every radius below the largest radius of the table (``radii``):
+    the cap (every draw correct) and the n that would lift it."""
+    cap = method.radius_cap(n, alpha) if hasattr(method, "radius_cap") else None
+    if cap is None or cap >= largest:
+        return
+    need = n_to_reach(lambda m: method.radius_cap(m, alpha), largest, n)
+    lift = f"certify.n={need:,} would reach it" if need else "no feasible n reaches it"
+    log.warning("certify.n=%d at alpha=%g caps every radius at %.3f (all draws correct), below the largest radius "
+                "in radii (%g): %s", n, alpha, cap, largest, lift)
+
+
 def certify(cfg: DictConfig, out: Path) -> None:
     c = cfg.certify
     n0, n = check_count("certify.n0", c.n0), check_count("certify.n", c.n)
@@ -63,6 +75,7 @@ def certify(cfg: DictConfig, out: Path) -> None:
     method = run.method
     if getattr(method, "warning", None):
         log.warning(method.warning)
+    warn_radius_cap(method, n, alpha, max(cfg.radii or [0.0]))
     columns = BASE_COLUMNS + tuple(col for col in method.columns if col not in BASE_COLUMNS)
     if attack:
         columns += ATTACK_COLUMNS

@@ -21,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from rsbench.cache import DISK_ERRNOS, cached, disk_error, file_lock
-from rsbench.config_check import CONF_DIR  # noqa: F401  (the stages' Hydra apps read it from here)
+from rsbench.config_check import CONF_DIR, check_common  # noqa: F401  (CONF_DIR: the stages' Hydra apps use it)
 from rsbench.data import DatasetSpec, load_split
 from rsbench.errors import RsbenchError, check_count, require
 from rsbench.log import log
@@ -98,6 +98,7 @@ def run_stage(stage: str, body: Callable[[DictConfig, Path], None], cfg: DictCon
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         try:
+            check_common(cfg)
             with run_dir_lock(out, stage):
                 body(cfg, out)
         except OSError as exc:
@@ -107,8 +108,15 @@ def run_stage(stage: str, body: Callable[[DictConfig, Path], None], cfg: DictCon
     except RsbenchError as exc:
         print(f"rsbench {stage}: error: {exc}", file=sys.stderr, flush=True)
         if out.is_dir() and all(_is_bookkeeping(p, stage) for p in out.iterdir()):
-            shutil.rmtree(out, ignore_errors=True)
-            _remove_empty_parents(out, Path(str(cfg.get("outputs_dir", "outputs"))))
+            if out.resolve() in USER_DIRS:  # the user made it (hydra.run.dir=): take back only what we wrote
+                for p in out.iterdir():
+                    if p.is_dir():
+                        shutil.rmtree(p, ignore_errors=True)
+                    else:
+                        p.unlink(missing_ok=True)
+            else:
+                shutil.rmtree(out, ignore_errors=True)
+                _remove_empty_parents(out, Path(str(cfg.get("outputs_dir", "outputs"))))
         if os.environ.get("SUBMITIT_FOLDER"):  # a cluster job: submitit records an exception, not an exit status
             raise JobFailed(f"rsbench {stage} in {out}: {exc}") from None
         sys.exit(2)
@@ -147,11 +155,17 @@ def _is_bookkeeping(path: Path, stage: str) -> bool:
     return False
 
 
+# folders that existed before this command (the CLI records the hydra.run.dir / hydra.sweep.dir it was given):
+# a refused run empties what it wrote there but never removes the folder itself
+USER_DIRS: set[Path] = set()
+
+
 def _remove_empty_parents(path: Path, root: Path) -> None:
     """Remove now-empty folders between ``path`` and ``root`` (exclusive) that a failed run created."""
     root = root.resolve()
     parent = path.resolve().parent
-    while parent != root and root in parent.parents and parent.is_dir() and not any(parent.iterdir()):
+    while (parent != root and root in parent.parents and parent.is_dir() and parent not in USER_DIRS
+           and not any(parent.iterdir())):
         parent.rmdir()
         parent = parent.parent
 

@@ -14,13 +14,13 @@ from rsbench.analysis.seeds import replicate_key, seed_summary
 from rsbench.errors import RsbenchError, require
 from rsbench.methods import make_method
 from rsbench.plot.figures import FIGURES
+from rsbench.results import is_cohen_tsv, read_results
 from rsbench.stages.common import CONF_DIR, log, plain, run_stage
-
-REQUIRED = ("idx", "label", "predict", "radius", "correct")
 
 
 def csvs_of(run: str) -> list[Path]:
-    """A certify.csv, a run dir holding one, or a sweep dir whose run dirs hold one each."""
+    """A certify.csv (or a per-image TSV of Cohen et al.), a run dir holding one, or a sweep dir whose run dirs
+    hold one each."""
     p = Path(run)
     if p.is_file():
         return [p]
@@ -37,24 +37,16 @@ def _saved_config(csv_path: Path) -> dict | None:
 
 
 def _label(csv_path: Path, config: dict | None) -> str:
-    """A legend label from the run's saved Hydra config: method label and dataset."""
+    """A legend label from the run's saved Hydra config: method label and dataset (a published per-image
+    file of Cohen et al.: its file name)."""
+    if is_cohen_tsv(csv_path):
+        return f"Cohen et al. 2019 (published), {csv_path.stem}"
     if config is None:
         return csv_path.parent.name
     try:
         return f"{make_method(config['method']).label()}, {config['dataset']['name']}"
     except (RsbenchError, KeyError, TypeError):
         return csv_path.parent.name
-
-
-def _read(path: Path) -> pd.DataFrame:
-    try:
-        df = pd.read_csv(path)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise RsbenchError(f"{path} is empty or not a CSV ({type(exc).__name__}: "
-                           f"{(str(exc).splitlines() or [''])[0]})") from None
-    missing = [c for c in REQUIRED if c not in df.columns]
-    require(not missing, f"{path} lacks columns {missing}; is it a certify.csv?")
-    return df
 
 
 def plot(cfg: DictConfig, out: Path) -> None:
@@ -69,7 +61,7 @@ def plot(cfg: DictConfig, out: Path) -> None:
     for k, path in enumerate(paths):
         config = _saved_config(path)
         label = labels[k] if labels else _label(path, config)
-        groups.setdefault(replicate_key(config, str(path)) + label, []).append((path, _read(path), label))
+        groups.setdefault(replicate_key(config, str(path)) + label, []).append((path, read_results(path), label))
     frames: dict[str, pd.DataFrame] = {}
     rows: dict[str, dict] = {}
     unsound = 0

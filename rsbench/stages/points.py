@@ -111,14 +111,13 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
         artefacts = method.prepare(MethodContext(int(cfg.seed), str(cfg.outputs_dir), model, meta, spec, device,
                                                  lambda: dataset_split(cfg, "train")[0]))
     csv_path = out / f"{stage}.csv"
-    if section.overwrite and csv_path.exists():
-        csv_path.unlink()
-    check_fingerprint(out / f"{stage}.fingerprint.json",
-                      {"dataset": dataset_settings(cfg), "model": {k: meta.get(k) for k in MODEL_FINGERPRINT_KEYS},
-                       "method": plain(cfg.method), **({"artefacts": artefacts} if artefacts else {}),
-                       **settings, "seed": int(cfg.seed)},
-                      bool(section.overwrite))
-    write_plan(out / f"{stage}.plan.json", selection, shard, num_shards, indices)
+    fingerprint = {"dataset": dataset_settings(cfg), "model": {k: meta.get(k) for k in MODEL_FINGERPRINT_KEYS},
+                   "method": plain(cfg.method), **({"artefacts": artefacts} if artefacts else {}),
+                   **settings, "seed": int(cfg.seed)}
+    overwrite = bool(section.overwrite)
+    if not overwrite:  # resuming: the old rows must come from this configuration and plan
+        check_fingerprint(out / f"{stage}.fingerprint.json", fingerprint, False)
+        write_plan(out / f"{stage}.plan.json", selection, shard, num_shards, indices)
     k = points_per_batch(per_batch)
     if k > 1:
         log.info("%s.points_per_batch=%d: %d test points share each forward batch", stage, k, k)
@@ -131,6 +130,10 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
         batch = fastest_batch(smoothed.model, spec, device, smoothed.channels_last, PRECISIONS[precision])
         log.info("%s.batch=auto: %d samples per forward pass", stage, batch)
     smoothed.batch = batch
+    if overwrite:  # everything is valid: only now are the old rows replaced (a refused run loses nothing)
+        csv_path.unlink(missing_ok=True)
+        check_fingerprint(out / f"{stage}.fingerprint.json", fingerprint, True)
+        write_plan(out / f"{stage}.plan.json", selection, shard, num_shards, indices, replace=True)
     return PointRun(smoothed, device, test_ds, spec, indices, meta, csv_path, int(cfg.seed))
 
 

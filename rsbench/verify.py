@@ -1,0 +1,199 @@
+"""``rsbench verify RUN_DIR|CSV``: recompute every row's certificate from what the row records.
+
+A results CSV is only as good as its rows: an edited radius, a row copied from another run or a bug in a
+certificate would otherwise be summarised as if it were a proof. For every row this recomputes, with the
+same pure functions certify uses (:mod:`rsbench.certify.certificates`, :mod:`rsbench.certify.bounds`):
+
+- the top-class bound from the recorded votes where the row has them: ``p_lower`` = one-sided
+  Clopper-Pearson at ``alpha`` of ``count`` successes in ``n_used`` draws (at alpha / #looks for a sequential
+  run, whose looks the run dir's fingerprint records) -- gaussian (hard), laplace;
+- the radius from the bounds and the method's parameters -- gaussian (hard, soft), laplace, mog (paper,
+  pooled, exact), idrs;
+- ``sound`` from the method and certificate; ``predict`` = -1 exactly when the radius is 0; ``correct`` =
+  (predict == label).
+
+The method's parameters come from the run's saved config (``.hydra/config.yaml`` beside the CSV), else
+from the row's own columns. Rows whose certificate needs what no row records (MoG componentwise: the
+per-component bounds; DSmooth: the covariance; SRA: the logits) are counted as not recomputable, never as
+verified; ``--strict`` fails on them. Exit status: 0 when every recomputable row matches, 1 otherwise (one
+line per mismatch with its line number), 2 on unusable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import inspect
+import json
+import math
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from rsbench.certify.bounds import clopper_pearson_lower
+from rsbench.certify.certificates import gaussian_l2_radius, idrs_radius, laplace_l1_radius
+from rsbench.certify.sampling import BLOCK
+from rsbench.certify.sequential import look_schedule
+from rsbench.errors import RsbenchError
+from rsbench.methods import METHODS, make_method
+from rsbench.registry import Registry
+from rsbench.results import SCHEMA, is_cohen_tsv, parse_rows
+
+TOL = 1e-9  # relative: the CSV stores floats with repr, so a recomputed value agrees to the last bit or is wrong
+
+
+class NotRecomputable(Exception):
+    """The row's certificate depends on something no row records."""
+
+
+Recompute = Callable[[dict[str, Any], Any, dict[str, Any] | None], dict[str, Any]]
+RECOMPUTE: Registry[Recompute] = Registry("verifiable method")
+
+
+def hard_lower(row: dict[str, Any], sequential: dict[str, Any] | None) -> float:
+    """Cohen's bound from the row's votes: Clopper-Pearson at alpha, or alpha / #looks for a sequential run."""
+    level = row["alpha"]
+    if sequential:
+        level /= len(look_schedule(int(sequential["n_min"]), row["n"], BLOCK))
+    elif row["n_used"] != row["n"]:
+        raise NotRecomputable("a sequential row without its run's fingerprint (its looks are unknown)")
+    return clopper_pearson_lower(int(row["count"]), int(row["n_used"]), level)
+
+
+@RECOMPUTE.register("gaussian")
+def _gaussian(row: dict[str, Any], method: Any, sequential: dict[str, Any] | None) -> dict[str, Any]:
+    if method.smoothing == "hard":
+        p = hard_lower(row, sequential)
+        return {"p_lower": p, "radius": gaussian_l2_radius(p, method.sigma) if p > 0.5 else 0.0}
+    return {"radius": gaussian_l2_radius(row["p_lower"], method.sigma, row["p_runner_upper"])}
+
+
+@RECOMPUTE.register("laplace")
+def _laplace(row: dict[str, Any], method: Any, sequential: dict[str, Any] | None) -> dict[str, Any]:
+    p = hard_lower(row, sequential)
+    return {"p_lower": p, "radius": laplace_l1_radius(p, method.scale) if p > 0.5 else 0.0}
+
+
+@RECOMPUTE.register("mog")
+def _mog(row: dict[str, Any], method: Any, sequential: dict[str, Any] | None) -> dict[str, Any]:
+    if method.certificate == "componentwise":
+        raise NotRecomputable("the componentwise radius needs the per-component bounds, which rows do not record")
+    if method.smoothing == "hard":
+        p = row["p_lower"]
+        return {"radius": method._radius_from_pooled(p) if p > 0.5 else 0.0}
+    return {"radius": method._radius_from_pooled(row["p_lower"], row["p_runner_upper"])}
+
+
+@RECOMPUTE.register("idrs")
+def _idrs(row: dict[str, Any], method: Any, sequential: dict[str, Any] | None) -> dict[str, Any]:
+    return {"radius": idrs_radius(row["p_lower"], row["p_runner_upper"], row["L"])}
+
+
+def _typed(header: tuple[str, ...], fields: list[str]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for name, value in zip(header, fields, strict=True):
+        if name in SCHEMA:
+            row[name] = SCHEMA[name](value)
+        elif value in ("True", "False"):
+            row[name] = value == "True"
+        else:
+            try:
+                row[name] = float(value) if value not in ("", "None") else None
+            except ValueError:
+                row[name] = value
+    return row
+
+
+def _method(params: dict[str, Any]) -> Any:
+    cls = METHODS.get(params["name"])
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    return make_method({k: v for k, v in params.items() if k in accepted or k == "name"})
+
+
+def _close(a: float, b: float) -> bool:
+    return a == b or math.isclose(a, b, rel_tol=TOL, abs_tol=1e-12)
+
+
+def verify(path: Path, strict: bool = False) -> tuple[list[str], str]:
+    """(one message per mismatching row, the summary line) for a run dir or a certify CSV."""
+    csv_path = path / "certify.csv" if path.is_dir() else path
+    if not csv_path.is_file():
+        raise RsbenchError(f"{path} is neither a certify.csv nor a run dir holding one")
+    if is_cohen_tsv(csv_path):
+        raise RsbenchError(f"{csv_path} is a per-image file of Cohen et al.: it records radii but no votes or "
+                           "bounds, so nothing can be recomputed")
+    data = csv_path.read_bytes()
+    header, lines = parse_rows(csv_path, data)  # types and structure first: a damaged file is one error
+    run = csv_path.parent
+    saved = run / ".hydra" / "config.yaml"
+    config = OmegaConf.to_container(OmegaConf.load(saved).method, resolve=True) if saved.is_file() else None
+    fingerprint = run / "certify.fingerprint.json"
+    sequential = json.loads(fingerprint.read_text()).get("sequential") if fingerprint.is_file() else None
+    problems: list[str] = []
+    checked, skipped = 0, Counter()
+    methods: dict[str, Any] = {}
+    order = {idx: k for k, idx in enumerate(lines)}
+    for idx, line in lines.items():
+        number = order[idx] + 2
+        row = _typed(header, next(csv.reader([line])))
+        name = str(row.get("method", ""))
+        if name not in RECOMPUTE:
+            skipped[f"method {name or '?'}: its certificate needs more than a row records"] += 1
+            continue
+        if name not in methods:
+            params = dict(config) if config and config.get("name") == name else {**row, "name": name}
+            try:
+                methods[name] = _method(params)
+            except (RsbenchError, TypeError, KeyError) as exc:
+                raise RsbenchError(f"{csv_path}: cannot rebuild method {name!r} from the run's config or its rows "
+                                   f"({exc})") from None
+        method = methods[name]
+        try:
+            expect = RECOMPUTE.get(name)(row, method, sequential)
+        except NotRecomputable as exc:
+            skipped[str(exc)] += 1
+            continue
+        checked += 1
+        expect["sound"] = bool(method.sound)
+        found = []
+        for key, value in expect.items():
+            got = row.get(key)
+            ok = got == value if isinstance(value, bool) else (got is not None and _close(float(got), float(value)))
+            if not ok:
+                found.append(f"{key}={got!r} recorded, {value!r} recomputed")
+        if (row["predict"] == -1) != (float(row["radius"]) == 0.0):
+            found.append(f"predict={row['predict']} with radius={row['radius']!r} (abstain exactly when radius is 0)")
+        if "label" in row and "correct" in row and row["correct"] != int(row["predict"] == row["label"]):
+            found.append(f"correct={row['correct']} but predict={row['predict']}, label={row['label']}")
+        if found:
+            problems.append(f"{csv_path}, line {number} (idx {idx}): " + "; ".join(found))
+    rest = "".join(f"; {n} row(s) not recomputable ({why})" for why, n in skipped.items())
+    if strict and skipped:
+        problems.append(f"{csv_path}: {sum(skipped.values())} row(s) could not be recomputed (--strict)")
+    verdict = "every radius, bound and sound flag recomputes" if not problems else f"{len(problems)} problem(s)"
+    return problems, f"{csv_path}: {checked} of {len(lines)} rows recomputed from their votes and bounds: " \
+                     f"{verdict}{rest}"
+
+
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(prog="rsbench verify", description="Recompute every row's radius, bounds and "
+                                 "sound flag from what the row records; exit 1 on any mismatch.")
+    ap.add_argument("paths", type=Path, nargs="+", help="certify run dirs or certify.csv files")
+    ap.add_argument("--strict", action="store_true", help="also fail on rows that cannot be recomputed")
+    args = ap.parse_args(argv)
+    failed = False
+    for path in args.paths:
+        try:
+            problems, summary = verify(path, args.strict)
+        except RsbenchError as exc:
+            print(f"rsbench verify: error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        for p in problems:
+            print(p)
+        print(summary)
+        failed |= bool(problems)
+    sys.exit(1 if failed else 0)

@@ -1,0 +1,103 @@
+"""`rsbench verify`: every row's radius, bounds and sound flag recompute from what the row records; an edited
+row is flagged with its line number (exit 1); the committed results verify."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, TINY_CERTIFY, run_cli
+from rsbench import cli
+from rsbench.verify import verify
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_model) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("verify")
+    variants = {
+        "gaussian": [],
+        "soft": ["method.smoothing=soft"],
+        "sequential": ["certify.n=3000", "certify.sequential=true", "certify.max_radius=0.3", "certify.seq_n_min=200"],
+        "laplace": ["method=laplace"],
+        "mog_pooled": ["method=mog", "K=3"],
+        "mog_paper": ["method=mog", "K=3", "method.certificate=paper"],
+        "mog_componentwise": ["method=mog", "K=3", "method.certificate=componentwise"],
+    }
+    for name, extra in variants.items():
+        run_cli(["certify", *TINY_CERTIFY, *extra, f"model.checkpoint={tiny_model}", f"hydra.run.dir={out / name}"],
+                out)
+    return {name: out / name for name in variants}
+
+
+@pytest.mark.parametrize("name", ["gaussian", "soft", "sequential", "laplace", "mog_pooled", "mog_paper"])
+def test_a_clean_run_verifies(runs, name) -> None:
+    problems, summary = verify(runs[name])
+    assert problems == [], problems
+    assert "6 of 6 rows recomputed" in summary and "every radius, bound and sound flag recomputes" in summary
+
+
+def test_rows_that_cannot_be_recomputed_are_never_counted_as_verified(runs) -> None:
+    problems, summary = verify(runs["mog_componentwise"])
+    assert problems == [] and "0 of 6 rows recomputed" in summary and "per-component bounds" in summary
+    problems, _ = verify(runs["mog_componentwise"], strict=True)
+    assert problems and "--strict" in problems[-1]
+
+
+def _edit(run: Path, tmp_path: Path, line: int, column: str, value: str) -> Path:
+    """A copy of ``run``'s CSV (with its config and fingerprint) with one cell changed."""
+    import shutil
+
+    copy = tmp_path / run.name
+    shutil.copytree(run, copy)
+    csv = copy / "certify.csv"
+    lines = csv.read_text().splitlines(keepends=True)
+    header = lines[0].rstrip("\n").split(",")
+    cells = lines[line - 1].rstrip("\n").split(",")
+    cells[header.index(column)] = value
+    lines[line - 1] = ",".join(cells) + "\n"
+    csv.write_text("".join(lines))
+    return copy
+
+
+@pytest.mark.parametrize("name,column,value,message", [
+    ("gaussian", "radius", "0.9", "radius=0.9 recorded"),
+    ("gaussian", "count", "17", "p_lower="),
+    ("gaussian", "sound", "False", "sound=False recorded, True recomputed"),
+    ("mog_paper", "sound", "True", "sound=True recorded, False recomputed"),  # the paper's radius is unsound
+    ("laplace", "alpha", "0.5", "p_lower="),
+    ("soft", "p_runner_upper", "0.01", "radius="),
+    ("mog_pooled", "p_lower", "0.999", "radius="),
+])
+def test_an_edited_row_is_flagged_with_its_line(runs, tmp_path, capsys, name, column, value, message) -> None:
+    edited = _edit(runs[name], tmp_path, 3, column, value)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["verify", str(edited)])
+    assert exc.value.code == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{edited / 'certify.csv'}, line 3 (idx ") and message in out[0], out
+    assert out[-1].endswith("1 problem(s)")
+
+
+def test_clean_run_exits_0_with_one_line(runs, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["verify", str(runs["gaussian"])])
+    assert exc.value.code == 0 and len(capsys.readouterr().out.strip().splitlines()) == 1
+
+
+def test_unusable_input_is_one_line(tmp_path, capsys) -> None:
+    published = REPO.parent / "shared" / "published" / "cohen2019-cifar10-resnet110" / "noise_0.50_sigma_0.50.tsv"
+    for path, message in ((tmp_path / "nope", "neither a certify.csv"),
+                          *(((published, "per-image file of Cohen et al."),) if published.is_file() else ())):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["verify", str(path)])
+        assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_committed_results_verify() -> None:
+    """Every per-point CSV under outputs/published/results recomputes (what CI checks on every change)."""
+    csvs = sorted((REPO / "outputs" / "published" / "results").rglob("certify.csv"))
+    for csv in csvs:
+        problems, summary = verify(csv)
+        assert problems == [], problems
+        assert " 0 of " not in summary, summary
