@@ -7,7 +7,7 @@ TORCH   ?= torch==2.14.1 torchvision==0.29.1
 # Real datasets (MNIST, CIFAR-10 sample) for the reproductions; the demo and tests need none.
 export RSBENCH_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install demo test test-slow lint docs figures reproduce-engine mnist-models mog-figures idrs-figures dsmooth-figures sra-figures sra-seeds slurm-test bench perf-sequential perf-sequential-methods smoke-cifar cifar-models cifar-figures faults clean
+.PHONY: install demo test test-slow lint docs figures reproduce publish-cifar-cpu reproduce-engine mnist-models mog-figures idrs-figures dsmooth-figures sra-figures sra-seeds slurm-test bench perf-sequential perf-sequential-methods smoke-cifar cifar-models cifar-figures faults clean
 
 install: $(VENV)/.installed
 
@@ -219,7 +219,25 @@ cifar-figures: cifar-models   ## Cohen, MoG Figs. 1-2, DSmooth (+ zoo timing), S
 		hydra.sweep.dir=$(CF)/sra/zhen
 	$(BIN)/python scripts/sra_figures.py $(CF)/sra
 
-figures: reproduce-engine mog-figures idrs-figures dsmooth-figures sra-figures sra-seeds cifar-figures   ## every paper figure
+reproduce: reproduce-engine mog-figures idrs-figures dsmooth-figures sra-figures sra-seeds cifar-figures   ## recompute every paper figure
+
+# The published results (outputs/published/results, tracked): redrawn in seconds, no training or certifying.
+PUB   := outputs/published/results
+PUBF  := outputs/figures/published
+COHEN := ../shared/published/cohen2019-cifar10-resnet110
+figures: install              ## redraw every published table and figure from the committed per-point results (< 1 min)
+	$(RS) verify $$(find $(PUB) -name certify.csv | sort)
+	$(RS) plot runs=[$(PUB)/cifar10/cohen] hydra.run.dir=$(PUBF)/cifar10_cohen "radii=[0,0.25,0.5,0.75,1,1.25,1.5]" \
+		"title='Gaussian RS (Cohen et al.) on real CIFAR-10, ResNet-20, genuine test images (cpu scale)'"
+	@if [ -d $(COHEN) ]; then for s in 0.5; do $(RS) compare $(PUB)/cifar10/cohen/sigma-$$s \
+		$(COHEN)/noise_$${s}0_sigma_$${s}0.tsv -o $(PUBF)/cifar10_cohen/vs_published_sigma-$$s.csv; done; fi
+
+# Publish a CIFAR-10 cpu-scale model and its results (run after the training / certification they name)
+publish-cifar-cpu: install    ## copy the cpu-scale ResNet-20s and their certify runs into outputs/published/
+	for s in 0.25 0.5 1.0; do if [ -f outputs/train/cifar_cpu/sigma-$$s/model.pt ]; then \
+		$(BIN)/python scripts/publish.py model outputs/train/cifar_cpu/sigma-$$s cifar10-resnet20-sigma$$s \
+		--command "rsbench train experiment=cohen_cifar scale=cpu sigma=$$s hydra.run.dir=outputs/train/cifar_cpu/sigma-$$s" \
+		|| exit 1; fi; done
 
 MLP_CKPT := outputs/train/experiment-cohen_mnist__model-mlp/model.pt
 perf-sequential: install      ## sequential vs fixed-n certification, 500 MNIST points, n_max = 100,000 (docs/PERFORMANCE.md)

@@ -10,7 +10,7 @@ its last epoch (on the dataset's test split: for CIFAR-10, the 1,017 genuine tes
 wall time (the sum of its epochs, across resumes). `model.checkpoint=outputs/published/models/NAME.pt`
 then checks that sha256 before loading.
 
-results: copies RUN_DIR's certify.csv (or predict.csv), its fingerprint and Hydra's overrides.yaml to
+results: copies RUN_DIR's certify.csv (or predict.csv), its fingerprint and Hydra's config.yaml and overrides.yaml to
 outputs/published/results/DEST/, so `make figures` redraws every published table from them.
 """
 
@@ -58,9 +58,12 @@ def publish_results(run: Path, dest: str) -> None:
     csvs = [p for p in (run / "certify.csv", run / "predict.csv") if p.is_file()]
     if not csvs:
         raise RsbenchError(f"{run} holds no certify.csv or predict.csv")
-    for p in [*csvs, *run.glob("*.fingerprint.json"), run / ".hydra" / "overrides.yaml"]:
-        if p.is_file():
-            shutil.copyfile(p, target / p.name)
+    for p in [*csvs, *run.glob("*.fingerprint.json")]:
+        shutil.copyfile(p, target / p.name)
+    (target / ".hydra").mkdir(exist_ok=True)
+    for name in ("config.yaml", "overrides.yaml"):  # the run's settings: labels, `rsbench verify`
+        if (run / ".hydra" / name).is_file():
+            shutil.copyfile(run / ".hydra" / name, target / ".hydra" / name)
     print(f"published {', '.join(p.name for p in csvs)} of {run} -> {target}")
 
 

@@ -73,8 +73,8 @@ def test_unknown_stage(capsys) -> None:
     from rsbench import cli
     with pytest.raises(SystemExit):
         cli.main(["certfy"])
-    assert "valid stages: train, certify, predict, plot, robustness, merge, compare; did you mean 'certify'?" in \
-        capsys.readouterr().err
+    assert ("valid stages: train, certify, predict, plot, robustness, merge, compare, verify; did you mean "
+            "'certify'?") in capsys.readouterr().err
 
 
 def test_plot_on_empty_or_garbage_csv(tmp_path, capsys) -> None:

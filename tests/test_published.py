@@ -6,9 +6,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import yaml
 
-from conftest import REPO, TINY_CERTIFY, run_cli_subprocess
+from conftest import REPO, TINY_CERTIFY, read_rows, run_cli, run_cli_subprocess
 from rsbench.errors import RsbenchError
 from rsbench.models.checkpoint import read_checkpoint
 from rsbench.models.manifest import MANIFEST, add_to_manifest, read_manifest, sha256_file, verify_published
@@ -53,3 +55,19 @@ def test_a_checkpoint_without_a_manifest_entry_loads_unchecked(tmp_path, tiny_mo
     shutil.copyfile(tiny_model, tmp_path / "other.pt")
     add_to_manifest(tmp_path, "other.pt", {})
     assert verify_published(Path(tiny_model)) is None
+
+
+CI_CHECK = PUBLISHED / "results" / "cifar10" / "ci_check"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (CI_CHECK / "certify.csv").is_file() or not (SHARED_DATA / "cifar10-jpeg").is_dir(),
+                    reason="needs the published sigma = 0.5 model's check rows and ../shared/data")
+def test_published_results_come_from_the_published_model(tmp_path) -> None:
+    """Certify the shipped sigma = 0.5 ResNet-20 on the committed check points (10 genuine test images, the N
+    recorded there) and compare with the committed rows, bit for bit (timing aside)."""
+    overrides = yaml.safe_load((CI_CHECK / ".hydra" / "overrides.yaml").read_text())
+    args = [f"model.checkpoint={REPO / o.split('=', 1)[1]}" if o.startswith("model.checkpoint=") else o
+            for o in overrides if not o.startswith(("hydra.", "outputs_dir", "dataset.data_dir"))]
+    run_cli(["certify", *args, f"dataset.data_dir={SHARED_DATA}", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    pd.testing.assert_frame_equal(read_rows(tmp_path / "run" / "certify.csv"), read_rows(CI_CHECK / "certify.csv"))
