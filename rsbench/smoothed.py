@@ -12,6 +12,7 @@ own index (its position in the test set, as the CLI does).
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -174,8 +175,6 @@ class Smoothed:
 def compiled(model: nn.Module) -> nn.Module:
     """``model`` with its network under ``torch.compile`` (static shapes: one compile per batch size), sharing
     its weights; the model itself stays eager (attacks and everything else use it)."""
-    import copy
-
     import torch._dynamo  # lazy: dynamo takes seconds to import, and only certify.compile=true needs it
 
     # one graph per batch size (clean point, n0, batch, remainders, pooled sizes): more than dynamo's default 8,

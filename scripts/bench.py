@@ -46,7 +46,8 @@ from rsbench.data.registry import DatasetSpec
 from rsbench.methods.gaussian import GaussianSmoothing
 from rsbench.models import build_model
 from rsbench.runtime import tune_allocator
-from rsbench.stages.points import compiled, fastest_batch
+from rsbench.smoothed import compiled
+from rsbench.stages.points import fastest_batch
 
 MNIST = DatasetSpec("mnist", "mnist", (1, 28, 28), 10, (0.1307,), (0.3081,))
 CIFAR = DatasetSpec("cifar10", "cifar10", (3, 32, 32), 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))

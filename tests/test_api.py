@@ -108,6 +108,8 @@ def test_certificates_through_the_api_never_exceed_the_halfspace_truth() -> None
             row = rsbench.smooth(model, method, num_classes=2, **opts).certify(x, n0=100, n=20000, alpha=0.001, idx=7)
             assert row["sound"] and row["predict"] in (1, -1) and row["radius"] <= b * (1 + 1e-5), (method, b, row)
             assert row["predict"] == 1 or b < 0.1  # far points are certified
+        paper = rsbench.smooth(model, "mog", num_classes=2, K=4, sigma_min=0.2, sigma_max=0.4, certificate="paper")
+        assert paper.certify(x, n0=100, n=2000, alpha=0.001)["sound"] is False  # Theorem 2 under a mixture
 
 
 def test_bad_input_is_one_clear_error(tiny_model) -> None:

@@ -73,3 +73,25 @@ def test_radius_cap_and_the_n_that_lifts_it() -> None:
         assert need == math.ceil(math.log(0.001) / math.log(norm.cdf(r / 0.25))), r
         assert g.radius_cap(need, 0.001) >= r > g.radius_cap(need - 1, 0.001)
     assert n_to_reach(lambda m: g.radius_cap(m, 0.001), 0.1, 1000) == 1000  # already reached: n itself
+
+
+def test_radius_cap_of_laplace_and_mog_in_closed_form() -> None:
+    """Laplace: max(b/2 log(p/(1-p)), -b log(2(1-p))) at p = alpha^(1/n) (Teng et al., Thm. 1); MoG's pooled
+    certificate with K = 1 is Cohen's, so its cap is sigma Phi^-1(alpha^(1/n)); componentwise has none."""
+    import math
+
+    from scipy.stats import norm
+
+    from rsbench.methods.laplace import LaplaceSmoothing
+    from rsbench.methods.mog import MixtureOfGaussiansSmoothing as MixtureOfGaussians
+
+    p = 0.001 ** (1 / 5000)
+    b = 0.3
+    expected = max(b / 2 * math.log(p / (1 - p)), -b * math.log(2 * (1 - p)))
+    assert LaplaceSmoothing(scale=b).radius_cap(5000, 0.001) == pytest.approx(expected, rel=1e-12)
+    one = MixtureOfGaussians(K=1, sigma_min=0.25, sigma_max=0.5)
+    assert one.radius_cap(5000, 0.001) == pytest.approx(0.5 * norm.ppf(p), rel=1e-9)
+    many = MixtureOfGaussians(K=4, sigma_min=0.25, sigma_max=0.5)
+    assert 0.25 * norm.ppf(p) < many.radius_cap(5000, 0.001) < 0.5 * norm.ppf(p)  # between its extreme sigmas
+    assert MixtureOfGaussians(K=4, sigma_min=0.25, sigma_max=0.5, certificate="componentwise").radius_cap(
+        5000, 0.001) is None

@@ -182,6 +182,30 @@ def _attempts(job: str, settle_s: float = 120) -> list[str]:
         time.sleep(1)
 
 
+def _requeued_mid_run(tmp_path: Path, args: list[str], rows_file: str, sizing: tuple) -> Path:
+    """Run ``rsbench <args>`` as a one-job SLURM sweep, send the time-limit signal (``scancel --signal=USR2``)
+    once ``rows_file`` has two rows, and check the sweep succeeds after one requeue (submitit logged it; the
+    job's attempts are REQUEUED ... COMPLETED). Returns the job's run dir."""
+    sweep = tmp_path / "sweep"
+    cmd = [args[0], "-m", *SMALL_JOBS, *args[1:], f"hydra.sweep.dir={sweep}", "hydra.launcher.timeout_min=20",
+           "hydra.launcher.max_num_timeout=3"]
+    proc = subprocess.Popen([sys.executable, "-m", "rsbench.cli", *cmd], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        found = _wait_for_rows((sweep, f"*/{rows_file}"), 2, proc)
+        subprocess.run(["scancel", "--signal=USR2", _single_job_id(sweep)], check=True)
+        _out, err = proc.communicate(timeout=1500)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    logs = "".join(p.read_text() for p in (sweep / ".submitit").glob("*/*_log.err"))
+    assert "requeu" in logs.lower(), (sizing, logs[-3000:])  # submitit logged the requeue
+    attempts = _attempts(_single_job_id(sweep))
+    assert attempts[0] == "REQUEUED" and attempts[-1] == "COMPLETED", attempts  # two attempts, one result
+    return found.parent
+
+
 def test_slurm_timeout_is_requeued_and_resumes(tmp_path, tiny_model) -> None:
     """The time-limit signal mid-run (submitit's SIGUSR2, sent as SLURM sends it at `signal_delay_s`): submitit
     requeues the job, and certify resumes from its CSV: the sweep succeeds and the rows equal a local run
@@ -198,24 +222,8 @@ def test_slurm_timeout_is_requeued_and_resumes(tmp_path, tiny_model) -> None:
     per_point = float(pd.read_csv(probe / "certify.csv")["time_s"].median())
     points = min(400, max(10, math.ceil(30.0 / per_point)))
     slow += ["certify.skip=1", f"certify.max={points}"]  # idx 0 .. points - 1
-    sweep = tmp_path / "sweep"
-    cmd = ["certify", "-m", *SMALL_JOBS, *_args(tmp_path, tiny_model, *slow), f"hydra.sweep.dir={sweep}",
-           "hydra.launcher.timeout_min=20", "hydra.launcher.max_num_timeout=3"]
-    proc = subprocess.Popen([sys.executable, "-m", "rsbench.cli", *cmd], cwd=tmp_path, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        csv = _wait_for_rows((sweep, "*/certify.csv"), 2, proc)
-        subprocess.run(["scancel", "--signal=USR2", _single_job_id(sweep)], check=True)
-        _out, err = proc.communicate(timeout=1500)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err[-3000:]
-    logs = "".join(p.read_text() for p in (sweep / ".submitit").glob("*/*_log.err"))
-    assert "requeu" in logs.lower(), (points, per_point, logs[-3000:])  # submitit logged the requeue
-    attempts = _attempts(_single_job_id(sweep))
-    assert attempts[0] == "REQUEUED" and attempts[-1] == "COMPLETED", attempts  # two attempts, one CSV
-    run = csv.parent
+    run = _requeued_mid_run(tmp_path, ["certify", *_args(tmp_path, tiny_model, *slow)], "certify.csv",
+                            (points, per_point))
     assert len(pd.read_csv(run / "certify.csv")) == points
     pd.testing.assert_frame_equal(read_rows(run / "certify.csv"), _local(tmp_path, tiny_model, *slow))
 
@@ -233,24 +241,7 @@ def test_slurm_training_timeout_is_requeued_and_resumes(tmp_path) -> None:
     per_epoch = float(pd.read_csv(probe / "train_log.csv")["time_s"].median())
     epochs = min(2000, max(10, math.ceil(30.0 / per_epoch)))
     args = [*base, f"train.epochs={epochs}"]
-    sweep = tmp_path / "sweep"
-    cmd = [args[0], "-m", *SMALL_JOBS, *args[1:], "seed=0", f"hydra.sweep.dir={sweep}",
-           "hydra.launcher.timeout_min=20", "hydra.launcher.max_num_timeout=3"]
-    proc = subprocess.Popen([sys.executable, "-m", "rsbench.cli", *cmd], cwd=tmp_path, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        log = _wait_for_rows((sweep, "*/train_log.csv"), 2, proc)
-        subprocess.run(["scancel", "--signal=USR2", _single_job_id(sweep)], check=True)
-        _out, err = proc.communicate(timeout=1500)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err[-3000:]
-    logs = "".join(p.read_text() for p in (sweep / ".submitit").glob("*/*_log.err"))
-    assert "requeu" in logs.lower(), (epochs, per_epoch, logs[-3000:])
-    attempts = _attempts(_single_job_id(sweep))
-    assert attempts[0] == "REQUEUED" and attempts[-1] == "COMPLETED", attempts
-    run = log.parent
+    run = _requeued_mid_run(tmp_path, args, "train_log.csv", (epochs, per_epoch))
     assert "resuming training from" in (run / "train.log").read_text()
     local = tmp_path / "local"  # one thread, as the job had (cpus_per_task=1): the same kernels, the same sums
     done = subprocess.run([sys.executable, "-m", "rsbench.cli", *args, f"hydra.run.dir={local}"], cwd=tmp_path,

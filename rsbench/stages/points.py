@@ -14,7 +14,7 @@ from rsbench.data import DatasetSpec
 from rsbench.errors import check_count, require
 from rsbench.models.registry import NormalizedModel
 from rsbench.sharding import shard_indices, write_plan
-from rsbench.smoothed import Smoothed, compiled  # noqa: F401  (compiled: used by scripts/bench.py)
+from rsbench.smoothed import Smoothed
 from rsbench.stages.common import (
     dataset_settings,
     dataset_split,
