@@ -21,7 +21,7 @@ demo: install                 ## the main command: MoG RS on the embedded MNIST 
 	$(BIN)/rsbench certify method=mog K=10
 
 lint: install
-	$(BIN)/ruff check rsbench tests $(wildcard scripts/*.py)
+	$(BIN)/ruff check rsbench tests scripts
 
 docs: install                 ## regenerate docs/CONFIG.md from conf/ (a test fails when they disagree)
 	$(BIN)/python scripts/config_reference.py
@@ -87,7 +87,7 @@ idrs-figures: install         ## IDRS paper Fig. 1 and Table 1 on MNIST (sound a
 		max_radius=2.5 "title='IDRS vs standard RS on MNIST, MLP, n = 1000 ($(SCALE) scale)'"
 	$(RS) plot figure=idrs_fig1 runs=[$(FIG)/idrs/idrs,$(FIG)/idrs/baselines] hydra.run.dir=$(FIG)/idrs $(IDRS_RADII) \
 		name=idrs_fig1_zoom max_radius=0.2 "title='IDRS vs standard RS on MNIST, radii up to 0.2 ($(SCALE) scale)'"
-	$(BIN)/python scripts/time_methods.py $$(ls -d $(FIG)/idrs/idrs/*bounds-bernstein* | head -1) --name idrs_timing \
+	$(BIN)/python scripts/bench methods $$(ls -d $(FIG)/idrs/idrs/*bounds-bernstein* | head -1) --name idrs_timing \
 		--compare $(foreach s,0.25 0.5 1.0,name=gaussian,smoothing=soft,p_min=1e-7,sigma=$(s))
 
 DS_CKPT := outputs/train/experiment-dsmooth_mnist/model.pt
@@ -106,7 +106,7 @@ dsmooth-figures: install      ## DSmooth Fig. 1/3/4/5-style figures and the timi
 	$(RS) certify -m $(DS_SET) method=dsmooth,gaussian,laplace certify.alpha=0.1,0.01,0.001 certify.skip=50 \
 		certify.attack=null hydra.sweep.dir=$(DS)/alpha
 	$(RS) plot figure=sweep_alpha runs=[$(DS)/alpha] hydra.run.dir=$(DS) "title='Confidence alpha (Fig. 5 style)'"
-	$(BIN)/python scripts/time_methods.py $$(ls -d $(DS)/main/*method-dsmooth* | head -1) --name dsmooth_timing \
+	$(BIN)/python scripts/bench methods $$(ls -d $(DS)/main/*method-dsmooth* | head -1) --name dsmooth_timing \
 		--compare name=gaussian,sigma=0.25 name=laplace,scale=0.25
 
 SRA   := $(FIG)/sra
@@ -210,7 +210,7 @@ cifar-figures: cifar-models   ## Cohen, MoG Figs. 1-2, DSmooth (+ zoo timing), S
 		$(RS) train dataset=cifar10 model=$$m $(CIFAR_ZOO_TRAIN) hydra.run.dir=$(CM)/zoo/$$m || exit 1; \
 		$(RS) certify experiment=dsmooth_cifar model=$$m model.checkpoint=$(CM)/zoo/$$m/model.pt method=dsmooth \
 			certify.attack=null certify.max=40 hydra.run.dir=$(CF)/dsmooth/zoo/$$m || exit 1; \
-		$(BIN)/python scripts/time_methods.py $(CF)/dsmooth/zoo/$$m --points 10 --repeats 1 --out $(CF)/dsmooth/zoo \
+		$(BIN)/python scripts/bench methods $(CF)/dsmooth/zoo/$$m --points 10 --repeats 1 --out $(CF)/dsmooth/zoo \
 			--name timing_$$m --compare name=gaussian,sigma=0.25 name=laplace,scale=0.25 || exit 1; done
 	$(RS) robustness -m experiment=sra_cifar $(CIFAR_SRA) train.loss.name=mscr train.loss.d=1.0 train.loss.var_x=0.01 \
 		hydra.sweep.dir=$(CF)/sra/mscr
@@ -246,7 +246,7 @@ perf-sequential: install      ## sequential vs fixed-n certification, 500 MNIST 
 		hydra.run.dir=outputs/perf/fixed_n
 	$(RS) certify experiment=cohen_mnist model=mlp model.checkpoint=$(MLP_CKPT) certify.n=100000 \
 		certify.sequential=true certify.max_radius=0.75 hydra.run.dir=outputs/perf/sequential
-	$(BIN)/python scripts/compare_sequential.py outputs/perf/fixed_n outputs/perf/sequential
+	$(BIN)/python scripts/bench sequential outputs/perf/fixed_n outputs/perf/sequential
 
 faults: install               ## kill certify at 20 random moments, run it concurrently and as concurrent array jobs (~5 min)
 	$(BIN)/python scripts/fault_inject.py --kills 20
@@ -263,13 +263,13 @@ perf-sequential-methods: install  ## sequential vs fixed n for laplace, mog (com
 	  $(RS) certify experiment=cohen_mnist model=mlp model.checkpoint=$(MLP_CKPT) $$args certify.n=100000 \
 	    certify.skip=100 certify.sequential=true certify.max_radius=0.5 \
 	    hydra.run.dir=outputs/perf/seq_methods/$$name/sequential || exit 1; \
-	  echo "== $$name"; $(BIN)/python scripts/compare_sequential.py outputs/perf/seq_methods/$$name/fixed_n \
+	  echo "== $$name"; $(BIN)/python scripts/bench sequential outputs/perf/seq_methods/$$name/fixed_n \
 	    outputs/perf/seq_methods/$$name/sequential || exit 1; done
 
 bench: install                ## certify throughput vs the base model's raw forward throughput (docs/PERFORMANCE.md)
-	$(BIN)/python scripts/bench.py
-	$(BIN)/python scripts/bench_train.py
-	$(BIN)/python scripts/bench_allocator.py
+	$(BIN)/python scripts/bench certify
+	$(BIN)/python scripts/bench train
+	$(BIN)/python scripts/bench allocator
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -108,32 +108,3 @@ def test_cnn_rows_identical_across_points_per_batch(tmp_path) -> None:
                  f"certify.points_per_batch={k}", f"hydra.run.dir={tmp_path / f'k{k}'}"], tmp_path)
         rows.append(pd.read_csv(tmp_path / f"k{k}" / "certify.csv").drop(columns="time_s"))
     pd.testing.assert_frame_equal(*rows, check_exact=True)
-
-
-@pytest.mark.parametrize("pooling,points_per_request", [("request", 3), ("forward", 1)])
-def test_bench_pools_the_way_the_stage_does(monkeypatch, pooling, points_per_request) -> None:
-    """scripts/bench.py's multi-point timing once handed its samplers the pooled model but not the pool, so it
-    timed forward-only pooling instead of what certify.points_per_batch runs: pin which one each mode times."""
-    import sys
-
-    from conftest import REPO
-    from rsbench.certify import sampling
-
-    monkeypatch.syspath_prepend(str(REPO / "scripts"))
-    import bench
-
-    seen, inner = [], sampling.class_counts_many
-
-    def recording(model, noise, xs, *args, **kwargs):
-        seen.append(len(xs))
-        return inner(model, noise, xs, *args, **kwargs)
-
-    monkeypatch.setattr(sampling, "class_counts_many", recording)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)).eval()
-    try:
-        bench.multipoint_rates(model, bench.MNIST, 400, 100, 3, 0.0, False, None, pooling)
-    finally:
-        sys.modules.pop("bench", None)  # a script, not a package module: leave no trace for other tests
-    single_calls = 2 * 2 * 3  # _rate's warm-up and timed call, 3 points, selection and estimation each
-    assert seen[:single_calls] == [1] * single_calls
-    assert set(seen[single_calls:]) == {points_per_request}

@@ -146,7 +146,7 @@ def check_points_per_batch(value: Any, stage: str = "certify") -> int | str:
 
 def points_per_batch(value: int | str) -> int:
     """A checked ``points_per_batch`` resolved: 'auto' is 1, because pooling points was measured no faster
-    on the 2-core CPU (1.00x, scripts/bench_multipoint.py) and the pooling the stage runs is not yet timed on a
+    on the 2-core CPU (1.00x, python scripts/bench multipoint) and the pooling the stage runs is not yet timed on a
     GPU (docs/PERFORMANCE.md); an explicit K is taken as given."""
     return 1 if value == "auto" else int(value)
 

@@ -1,4 +1,5 @@
-"""`make bench`: training epoch throughput next to the bare training step, measured side by side.
+"""`python scripts/bench train` (in `make bench`): training epoch throughput next to the bare training step,
+measured side by side.
 
 For the CIFAR ResNet-20 (width 16) at batch 128, interleaved --repeats times in one run:
   step   the bare step: forward, cross-entropy, backward, SGD with momentum, on one fixed channels-last
@@ -10,25 +11,23 @@ For the CIFAR ResNet-20 (width 16) at batch 128, interleaved --repeats times in 
   ratio  epoch / step (1.0 = the loop costs nothing beyond the step; the acceptance bar is 0.9)
 Each number is the median of the repeats with its min-max spread. Writes outputs/bench/bench_train.csv.
 
-    python scripts/bench_train.py [--images 3200] [--repeats 3] [--threads 2]
+    python scripts/bench train [--images 3200] [--repeats 3] [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from rsbench.data.registry import DatasetSpec, TensorImages
+from bench.harness import CIFAR, interleaved, ratio, seconds, spread
+from rsbench.data.registry import TensorImages
 from rsbench.models import build_model
 from rsbench.training.loop import TrainConfig, train_model
 
-CIFAR = DatasetSpec("cifar10", "cifar10", (3, 32, 32), 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 BATCH = 128
 TC = TrainConfig(epochs=1, batch_size=BATCH, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4,
                  schedule="cosine", step_size=30, gamma=0.1, augment="crop_flip")
@@ -46,51 +45,47 @@ def bare_step(images: int) -> float:
     x = torch.rand(BATCH, *CIFAR.shape).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (BATCH,))
     steps = -(-images // BATCH)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        loss = torch.nn.functional.cross_entropy(net(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return steps * BATCH / (time.perf_counter() - t0)
+
+    def run() -> None:
+        for _ in range(steps):
+            loss = torch.nn.functional.cross_entropy(net(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    return steps * BATCH / seconds(run)
 
 
 def epoch(images: int, train: TensorImages, test: TensorImages) -> float:
     """Images/s of one epoch of the training loop, checkpoint and scaled evaluation included."""
     net = model()
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        train_model(net, train, test, TC, 0.5, 0, torch.device("cpu"), str(Path(tmp) / "train_log.csv"),
-                    eval_limit=max(1, round(1017 * images / 50000)), state_path=Path(tmp) / "train_state.pt")
-        return images / (time.perf_counter() - t0)
+        return images / seconds(lambda: train_model(
+            net, train, test, TC, 0.5, 0, torch.device("cpu"), str(Path(tmp) / "train_log.csv"),
+            eval_limit=max(1, round(1017 * images / 50000)), state_path=Path(tmp) / "train_state.pt"))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python scripts/bench train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=3200, help="training images per measured epoch")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--out", type=Path, default=Path("outputs/bench"))
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
     train = TensorImages(torch.rand(args.images, *CIFAR.shape, generator=g), torch.randint(0, 10, (args.images,)))
     test = TensorImages(torch.rand(1017, *CIFAR.shape, generator=g), torch.randint(0, 10, (1017,)))
     bare_step(BATCH * 4)  # warm-up: allocator, kernels
-    steps, epochs = [], []
-    for _ in range(args.repeats):  # interleaved, so a slower moment of the machine hits both alike
-        steps.append(bare_step(args.images))
-        epochs.append(epoch(args.images, train, test))
-    ratios = [e / s for e, s in zip(epochs, steps, strict=True)]
-    rows = [{"measure": name, "median": statistics.median(v), "min": min(v), "max": max(v)}
-            for name, v in (("step images/s", steps), ("epoch images/s", epochs), ("epoch / step", ratios))]
+    got = interleaved({"step": lambda: bare_step(args.images), "epoch": lambda: epoch(args.images, train, test)},
+                      args.repeats)  # a slower moment of the machine hits both alike
+    rows = [{"measure": name, "median": s.median, "min": s.lo, "max": s.hi}
+            for name, s in (("step images/s", spread(got["step"])), ("epoch images/s", spread(got["epoch"])),
+                            ("epoch / step", ratio(got["epoch"], got["step"])))]
     table = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "bench_train.csv", index=False)
     print(f"CIFAR ResNet-20, batch {BATCH}, {args.images} images per epoch, {args.threads} threads, "
           f"{args.repeats} interleaved repeats")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}" if v < 10 else f"{v:.0f}"))
-
-
-if __name__ == "__main__":
-    main()

@@ -3,12 +3,12 @@
 Prints the mean base-model evaluations per point (n0 + samples used) and the certified accuracy at
 r in {0, 0.25, 0.5, 0.75} for both, with the paired difference and its standard error (the same points
 are certified by both, so the per-point differences are what varies).
-usage: python scripts/compare_sequential.py FIXED_RUN_DIR SEQUENTIAL_RUN_DIR
+usage: python scripts/bench sequential FIXED_RUN_DIR SEQUENTIAL_RUN_DIR
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,8 @@ import pandas as pd
 RADII = (0.0, 0.25, 0.5, 0.75)
 
 
-def main(fixed_dir: str, seq_dir: str) -> None:
+def report(fixed_dir: str, seq_dir: str) -> None:
+    """Print the comparison of the two runs on their common points."""
     fixed = pd.read_csv(Path(fixed_dir) / "certify.csv").set_index("idx")
     seq = pd.read_csv(Path(seq_dir) / "certify.csv").set_index("idx")
     common = fixed.index.intersection(seq.index)
@@ -39,7 +40,10 @@ def main(fixed_dir: str, seq_dir: str) -> None:
         print(f"| {r:g} | {a.mean():.3f} | {b.mean():.3f} | {d.mean():+.3f} ± {se:.3f} | {int((d != 0).sum())} |")
 
 
-if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2])
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python scripts/bench sequential", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("fixed", help="the fixed-n certify run dir")
+    ap.add_argument("sequential", help="the sequential certify run dir")
+    args = ap.parse_args(argv)
+    report(args.fixed, args.sequential)

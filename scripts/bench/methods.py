@@ -4,18 +4,16 @@ Reads a certify run dir (its saved config and fingerprint give the dataset, the 
 including the method's artefacts: IDRS sigma network, DSmooth covariance) and times that method next to
 each --compare method on the same test points, interleaved point by point so machine noise hits every
 method alike, exactly as `rsbench certify` runs them (same PointSampler, pushforward sampler where it
-applies). Repeats --repeats times; prints the median ms per input, the min-max spread and the ratio to the
-first --compare method. Writes <out>/<name>.csv and .md.
+applies). Repeats --repeats times; prints the median ms per input, the min-max spread and the paired ratio to
+the first --compare method (median of the repeats' ratios). Writes <out>/<name>.csv and .md.
 
-    python scripts/time_methods.py <idrs run> --compare name=gaussian,smoothing=soft,p_min=1e-7,sigma=0.25 ...
+    python scripts/bench methods <idrs run> --compare name=gaussian,smoothing=soft,p_min=1e-7,sigma=0.25 ...
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +21,7 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
+from bench.harness import ratio, seconds, spread
 from rsbench.analysis.curves import to_markdown
 from rsbench.certify.pushforward import LinearPushforward
 from rsbench.certify.sampling import PointSampler
@@ -50,8 +49,9 @@ def _spec(text: str) -> dict:
     return {k: _value(v) for k, v in (item.split("=", 1) for item in text.split(","))}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python scripts/bench methods", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", help="a certify run dir (holds certify.fingerprint.json and .hydra/config.yaml)")
     ap.add_argument("--compare", nargs="+", required=True, help="methods as key=value,... (the first is the ratio's "
                     "reference)")
@@ -59,7 +59,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default="outputs/bench")
     ap.add_argument("--name", default="method_timing")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     tune_allocator()  # as every rsbench stage does (rsbench/runtime.py)
     run = Path(args.run)
     cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
@@ -95,14 +95,13 @@ def main() -> None:
             for name, method in methods.items():
                 sampler = PointSampler(model, method.noise, x, i, spec.num_classes, batch, 0,
                                        pf if isinstance(method.noise, ScaledGaussian) else None, channels_last)
-                t0 = time.perf_counter()
-                method.certify(sampler, n0, n, alpha)
-                total[name] += time.perf_counter() - t0
+                total[name] += seconds(lambda m=method, s=sampler: m.certify(s, n0, n, alpha), device)
         for name in methods:
             times[name].append(1000 * total[name] / len(indices))
-    ref = statistics.median(times[list(methods)[1]])
-    df = pd.DataFrame([{"method": name, "ms_per_input": statistics.median(t), "min": min(t), "max": max(t),
-                        "ratio": statistics.median(t) / ref} for name, t in times.items()])
+    ref = times[list(methods)[1]]
+    df = pd.DataFrame([{"method": name, "ms_per_input": spread(t).median, "min": min(t), "max": max(t),
+                        "ratio": ratio(t, ref).median, "ratio_spread": ratio(t, ref).range(".3f")}
+                       for name, t in times.items()])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / f"{args.name}.csv", index=False)
@@ -110,7 +109,3 @@ def main() -> None:
     print(f"{len(indices)} test points of {spec.name}, {arch}, n0 = {n0}, n = {n}, {args.repeats} interleaved "
           f"repeats, {device}, batch {batch}; ratio = time / time of {list(methods)[1]}")
     print(df.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-
-
-if __name__ == "__main__":
-    main()

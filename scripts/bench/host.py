@@ -5,24 +5,18 @@ work around the forward (seed hashing, noise, counting, bounds, radius): the par
 on a GPU. Each pair runs the same timing in two fresh processes, one importing `rsbench` from COMMIT
 (`git archive`) and one from this tree, alternating which goes first; every process certifies `--points`
 points one at a time (n0 = 100) after an unrecorded warm-up pass. Prints ms per point for each n, the median
-old / new time ratio with its min-max, and whether the rows (radius, p_lower, ...) are identical.
-Run: `python scripts/bench_host.py 5146c30` (docs/PERFORMANCE.md).
+paired old / new time ratio with its min-max, and whether the rows (radius, p_lower, ...) are identical.
+Run: `python scripts/bench host 5146c30` (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
-import subprocess
-import sys
-import tarfile
 import tempfile
-from io import BytesIO
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.harness import REPO, fresh_process, interleaved, ratio, spread, tree_at
 
 TIMING = r"""
 import hashlib, json, sys, time, torch
@@ -51,46 +45,30 @@ print(json.dumps(out))
 """
 
 
-def export(commit: str, root: Path) -> Path:
-    """The ``rsbench`` package as it was at ``commit``, unpacked into ``root``."""
-    archive = subprocess.run(["git", "archive", commit, "rsbench"], cwd=REPO, check=True, capture_output=True)
-    with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
-        tar.extractall(root, filter="data")
-    return root
-
-
 def timed(tree: Path, points: int, ns: list[int]) -> dict[str, list]:
+    """One fresh process importing ``rsbench`` from ``tree``: {n: [ms per point, digest of the rows]}."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    res = subprocess.run([sys.executable, "-c", TIMING, str(points), *map(str, ns)], env=env, check=True,
-                         capture_output=True, text=True, cwd=tree)  # cwd leads sys.path for -c
-    out = json.loads(res.stdout)
+    out = fresh_process(["-c", TIMING, str(points), *map(str, ns)], env, cwd=tree)  # cwd leads sys.path for -c
     if not out.pop("from").startswith(str(tree)):
         raise SystemExit(f"the timing imported rsbench from outside {tree}")
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python scripts/bench host", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("commit")
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--points", type=int, default=200)
     ap.add_argument("--n", type=int, nargs="+", default=[100, 1000])
-    args = ap.parse_args()
-    scratch = tempfile.TemporaryDirectory(prefix="rsbench-bench-host-")  # removed when the script ends
-    old_tree = export(args.commit, Path(scratch.name))
-    runs: dict[str, list[dict[str, list]]] = {"old": [], "new": []}
-    for i in range(args.pairs):
-        for side in (("old", "new") if i % 2 == 0 else ("new", "old")):
-            runs[side].append(timed(old_tree if side == "old" else REPO, args.points, args.n))
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="rsbench-bench-host-") as scratch:
+        old_tree = tree_at(args.commit, Path(scratch))
+        runs = interleaved({"old": lambda: timed(old_tree, args.points, args.n),
+                            "new": lambda: timed(REPO, args.points, args.n)}, args.pairs, alternate=True)
     for n in map(str, args.n):
-        old_ms = [r[n][0] for r in runs["old"]]
-        new_ms = [r[n][0] for r in runs["new"]]
-        ratios = [o / w for o, w in zip(old_ms, new_ms, strict=True)]
+        old_ms, new_ms = [r[n][0] for r in runs["old"]], [r[n][0] for r in runs["new"]]
         same = len({r[n][1] for r in runs["old"] + runs["new"]}) == 1
-        print(f"n={n:>6}: {args.commit} {statistics.median(old_ms):.3f} ms/point, this tree "
-              f"{statistics.median(new_ms):.3f} ms/point; old / new {statistics.median(ratios):.2f} "
-              f"[{min(ratios):.2f}-{max(ratios):.2f}] ({args.pairs} pairs); rows identical: {same}")
-
-
-if __name__ == "__main__":
-    main()
+        print(f"n={n:>6}: {args.commit} {spread(old_ms).median:.3f} ms/point, this tree "
+              f"{spread(new_ms).median:.3f} ms/point; old / new {ratio(old_ms, new_ms)} ({args.pairs} pairs); "
+              f"rows identical: {same}")

@@ -1,6 +1,6 @@
 """Per-run statistics of certify.csv columns (the per-point numbers quoted in docs/REPRODUCTION.md).
 
-    python scripts/column_stats.py <certify run dir | certify.csv | sweep dir> ... --columns sigma radius
+    python scripts/bench columns <certify run dir | certify.csv | sweep dir> ... --columns sigma radius
 
 Prints, for every run and column, the number of rows, mean, median, min and max.
 """
@@ -14,11 +14,12 @@ import pandas as pd
 from rsbench.stages.plot import csvs_of
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python scripts/bench columns", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--columns", nargs="+", required=True)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     rows = []
     for path in (p for run in args.runs for p in csvs_of(run)):
         df = pd.read_csv(path)
@@ -29,7 +30,3 @@ def main() -> None:
                 rows.append({"run": label, "column": col, "rows": len(v), "mean": v.mean(), "median": v.median(),
                              "min": v.min(), "max": v.max()})
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-
-
-if __name__ == "__main__":
-    main()
