@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
         module.main(args[1:])
         return
     module = importlib.import_module(f"rsbench.stages.{stage}")
+    args = [args[0], *map(group_override, args[1:])]
     from rsbench.config_check import check_overrides
     from rsbench.errors import RsbenchError
     from rsbench.stages.common import CONF_DIR
@@ -71,6 +72,19 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: rows are flushed one by one, so all is resumable
         print(f"\nrsbench {stage}: interrupted; re-run the same command to resume", file=sys.stderr, flush=True)
         sys.exit(128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT))
+
+
+GROUP_KEYS = {"train.objective": "train/objective"}  # a config group chosen by a value: train.objective=macer
+
+
+def group_override(arg: str) -> str:
+    """``train.objective=macer`` -> ``train/objective=macer`` (Hydra's group syntax); other arguments unchanged.
+    A value override of one key (``train.objective.lbd=5``) or a dict value stays what it is."""
+    key, sep, value = arg.partition("=")
+    group = GROUP_KEYS.get(key)
+    if group and sep and value and value.replace("_", "").isalnum():
+        return f"{group}={value}"
+    return arg
 
 
 class Terminated(KeyboardInterrupt):

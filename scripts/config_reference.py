@@ -16,7 +16,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("_common", "train", "certify", "predict", "plot", "robustness")
-GROUP_ORDER = ("dataset", "model", "method", "scale", "train", "experiment", "hydra/launcher")
+GROUP_ORDER = ("dataset", "model", "method", "scale", "train", "train/objective", "experiment", "hydra/launcher")
+NESTED = {"train/objective": "the training objective (rsbench/training/objectives.py): choose it with "
+                             "`train.objective=NAME` or `train/objective=NAME`, set one hyperparameter with "
+                             "`train.objective.KEY=VALUE`"}
 _KEY = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_+~][\w.+~/-]*):(?P<rest>.*)$")
 _ITEM = re.compile(r"^(?P<indent> *)- (?P<item>.*)$")
 
@@ -154,6 +157,9 @@ def render(conf_dir: Path) -> str:
         out += [f"### `{group}`", ""]
         if group != "experiment":
             keys = list(dict.fromkeys(_key(c, p, e) for c, p in parsed for e in c.entries if not c.is_global))
+            if group in NESTED:
+                keys.insert(0, group.replace("/", "."))
+                full[keys[0]] = NESTED[group]
             if keys:
                 out += ["| key | meaning |", "|---|---|"]
                 out += [f"| `{_cell(k)}` | {_cell(meaning(k))} |" for k in keys] + [""]

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from rsbench.attacks.l2 import l2_pgd
+from rsbench.attacks.smoothed import smoothed_pgd
 from rsbench.attacks.square import square_fgsm
 from rsbench.errors import RsbenchError
 from rsbench.registry import Registry
@@ -17,6 +18,7 @@ from rsbench.registry import Registry
 ATTACKS: Registry[Callable[..., torch.Tensor]] = Registry("attack")
 ATTACKS.register("pgd_l2")(l2_pgd)
 ATTACKS.register("square_fgsm")(square_fgsm)
+ATTACKS.register("smoothed_pgd")(smoothed_pgd)  # on the soft smoothed classifier (SmoothAdv)
 
 
 def check_attack(spec: Any, where: str) -> dict[str, Any]:
@@ -47,4 +49,4 @@ def run_attack(spec: dict[str, Any], model: nn.Module, x: torch.Tensor, y: torch
         raise RsbenchError(f"attack '{spec.get('name')}': bad parameters {params}: {exc}") from exc
 
 
-__all__ = ["ATTACKS", "check_attack", "l2_pgd", "run_attack", "square_fgsm"]
+__all__ = ["ATTACKS", "check_attack", "l2_pgd", "run_attack", "smoothed_pgd", "square_fgsm"]

@@ -7,6 +7,8 @@ random_start=False``; DSmooth's FGSM stage).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,8 +29,12 @@ def project_l2(delta: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def l2_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, step_size: float,
-           random_start: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
+           random_start: bool = True, generator: torch.Generator | None = None,
+           loss: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """x_adv = x + delta maximising CE(model(x_adv), y) over ||delta||_2 <= eps and x_adv in [0, 1].
+
+    ``loss(x_adv)`` replaces the objective (a scalar; per-example terms summed, since each example's step is
+    normalised on its own): the smoothed-classifier attack passes the soft smoothed classifier's loss.
 
     Each step: delta <- Proj_eps(delta + step_size * grad / ||grad||_2), then clip x + delta to [0, 1].
     ``random_start``: delta_0 has a uniformly random direction and a norm uniform in [0, eps] (as in
@@ -50,8 +56,8 @@ def l2_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps
         for _ in range(steps):
             delta.requires_grad_(True)
             with torch.enable_grad():
-                loss = F.cross_entropy(model(x + delta), y)
-                (grad,) = torch.autograd.grad(loss, delta)
+                value = F.cross_entropy(model(x + delta), y) if loss is None else loss(x + delta)
+                (grad,) = torch.autograd.grad(value, delta)
             step = grad / _per_example_norm(grad)
             delta = project_l2(delta.detach() + step_size * step, eps)
             delta = (x + delta).clamp(0.0, 1.0) - x

@@ -31,6 +31,7 @@ from rsbench.provenance import machine, source_commit
 from rsbench.runtime import threads_from_slurm, tune_allocator
 from rsbench.training.augment import resolve_augment
 from rsbench.training.loop import TrainConfig, train_model
+from rsbench.training.objectives import check_objective, is_neutral
 
 _GENERIC_STEMS = {"model", "checkpoint", "best", "last", "certify"}  # rsbench's own file names say nothing
 
@@ -200,7 +201,8 @@ def model_choice(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
 NEUTRAL_TRAIN = {"attack": (None, {"name": "none"}), "init_checkpoint": (None,), "augment": ("none",),
                  "channels_last": ("auto",),
                  "loss": ({"name": "sce", "d": None, "var_x": None},), "warmup_steps": (0,),
-                 "restart_period": (20,), "restart_mult": (2,), "adapt_every": (10,)}
+                 "restart_period": (20,), "restart_mult": (2,), "adapt_every": (10,),
+                 "objective": ({"name": "gaussian"},), "noise_mixture": (None,)}
 
 
 def default_model_path(cfg: DictConfig, spec: DatasetSpec, arch: str, params: dict[str, Any],
@@ -244,7 +246,9 @@ def train_and_save(cfg: DictConfig, arch: str, params: dict[str, Any], sigma: fl
             "clean_acc": metrics["test_acc"], "noisy_acc": metrics["test_acc_noisy"],
             "stand_in": spec.stand_in, "train_attack": attack, "init_checkpoint": init, "augment": tc.augment,
             "train_pixels": pixel_counts(train_ds), "commit": source_commit(), "machine": machine(device),
-            "train_wall_s": metrics.get("train_wall_s")}
+            "train_wall_s": metrics.get("train_wall_s"),
+            "train_objective": None if is_neutral(tc.objective) else check_objective(tc.objective),
+            "train_noise_mixture": tc.noise_mixture}
     save_checkpoint(ckpt, model.to(memory_format=torch.contiguous_format), meta)
     if state_path is not None:
         state_path.unlink(missing_ok=True)

@@ -1,5 +1,6 @@
-"""Cross-entropy training of base classifiers: Gaussian noise augmentation (Cohen et al.) or l2-PGD
-adversarial training (Madry et al.; the IDRS paper's base classifier)."""
+"""Training of base classifiers: a training objective (rsbench.training.objectives: Gaussian noise
+augmentation as in Cohen et al. by default, or SmoothAdv, consistency, stability, MACER, SmoothMix) or l2-PGD
+adversarial training of the base model (Madry et al.; the IDRS paper's base classifier)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from rsbench.registry import Registry
 from rsbench.results import ResultsCSV, format_row
 from rsbench.training.augment import AUGMENTS
 from rsbench.training.losses import make_loss
+from rsbench.training.objectives import StepContext, TrainingNoise, check_objective, is_neutral, make_objective
 from rsbench.training.state import GENERATORS, TrainState, load_train_state, save_train_state
 
 OPTIMIZERS: Registry = Registry("optimizer")
@@ -68,6 +70,8 @@ class TrainConfig:
     adapt_every: int = 10     # re-tune Björck iteration counts every this many epochs (1-Lipschitz layers)
     augment: str = "none"     # a name in rsbench.training.augment.AUGMENTS (train.augment=auto resolved per dataset)
     channels_last: str = "auto"  # auto: conv nets on image batches train channels-last | off
+    objective: dict[str, Any] | None = None  # {"name": gaussian | smoothadv | ..., **hyperparameters}; None: gaussian
+    noise_mixture: list[float] | None = None  # each draw takes its sigma uniformly from these (a MoG); None: N(0, s^2)
 
     def attack_params(self) -> dict[str, Any] | None:
         """The attack spec ({"name", **params}) for adversarial training; None for plain (noise) training.
@@ -102,6 +106,16 @@ class TrainConfig:
         require(tc.channels_last in ("auto", "off"),
                 f"train.channels_last={tc.channels_last!r} is invalid; valid values: auto, off")
         require(tc.warmup_steps >= 0, f"train.warmup_steps={tc.warmup_steps} must be >= 0")
+        objective = check_objective(tc.objective)
+        if objective["name"] != "gaussian":
+            require(tc.attack_params() is None, f"train.attack trains on attacks of the base model; "
+                    f"train.objective={objective['name']} has its own: use one of them")
+            require(dict(tc.loss or {}).get("name", "sce") == "sce",
+                    f"train.loss applies to train.objective=gaussian; {objective['name']} defines its own loss")
+        if tc.noise_mixture is not None:
+            require(isinstance(tc.noise_mixture, (list, tuple)) and len(tc.noise_mixture) >= 1,
+                    f"train.noise_mixture={tc.noise_mixture!r} is invalid: give a list of sigmas, e.g. [0.25, 0.5]")
+            TrainingNoise(1.0, tuple(float(s) for s in tc.noise_mixture))
         return tc
 
 
@@ -174,6 +188,9 @@ def _step(opt: torch.optim.Optimizer, warm: bool) -> None:
 def train_fingerprint(tc: TrainConfig, noise_sigma: float, seed: int) -> dict[str, Any]:
     """The loop's own settings a training checkpoint must match to be resumed (callers add model and data)."""
     train = {k: v for k, v in dataclasses.asdict(tc).items() if k != "num_workers"}  # workers change no draw
+    for key, neutral in (("objective", is_neutral), ("noise_mixture", lambda v: v is None)):
+        if neutral(train[key]):  # settings added later enter only when set: older checkpoints still resume
+            del train[key]
     return {"train": train, "noise_sigma": float(noise_sigma), "seed": int(seed)}
 
 
@@ -181,8 +198,9 @@ def train_model(model: nn.Module, train_ds: Dataset, test_ds: Dataset, tc: Train
                 seed: int, device: torch.device, log_path: str | None = None,
                 eval_limit: int | None = None, state_path: str | Path | None = None,
                 fingerprint: dict[str, Any] | None = None) -> dict[str, float]:
-    """Train ``model`` with x + N(0, noise_sigma^2 I) inputs, or on l2-PGD adversarial examples of the
-    clean inputs when ``tc.attack`` names one; log each epoch; return final accuracies.
+    """Train ``model`` with ``tc.objective`` (default: x + N(0, noise_sigma^2 I) inputs; ``tc.noise_mixture``
+    draws each noise's sigma from a list), or on l2-PGD adversarial examples of the clean inputs when
+    ``tc.attack`` names one; log each epoch; return final accuracies.
 
     ``tc.augment`` (resolved, not 'auto') augments each training batch first, from its own seeded generator.
     With ``state_path``, a training checkpoint is written there after every epoch, and an existing one is
@@ -199,6 +217,13 @@ def train_model(model: nn.Module, train_ds: Dataset, test_ds: Dataset, tc: Train
     opt = OPTIMIZERS.get(tc.optimizer)(model.parameters(), tc.lr, tc.momentum, tc.weight_decay)
     sched = SCHEDULES.get(tc.schedule)(opt, tc)
     loss_fn = make_loss(tc.loss)
+    objective = make_objective(tc.objective)
+    require(is_neutral(tc.objective) or noise_sigma > 0 or tc.noise_mixture,
+            f"train.objective={check_objective(tc.objective)['name']} needs noise: train.noise_sigma must be > 0")
+    noise = TrainingNoise(noise_sigma, tuple(float(s) for s in tc.noise_mixture) if tc.noise_mixture else None)
+
+    def layout(t: torch.Tensor) -> torch.Tensor:
+        return t.contiguous(memory_format=fmt) if t.dim() == 4 else t
     gens = {name: torch.Generator(device="cpu" if name == "order" else device).manual_seed(seed + i)
             for i, name in enumerate(GENERATORS)}
     st = TrainState(gens)
@@ -223,9 +248,9 @@ def train_model(model: nn.Module, train_ds: Dataset, test_ds: Dataset, tc: Train
                     spec = {k: v for k, v in attack.items() if k != "mix"}
                     m = max(1, round(len(x) * attack.get("mix", 1.0)))
                     x = torch.cat([run_attack(spec, model, x[:m], y[:m], gens["attack"]), x[m:]])
-                elif noise_sigma > 0:
-                    x = x + noise_sigma * torch.randn(x.shape, generator=gens["noise"], device=device)
-                loss, out = loss_fn(model, x.contiguous(memory_format=fmt) if x.dim() == 4 else x, y)
+                    loss, out = loss_fn(model, layout(x), y)
+                else:
+                    loss, out = objective(model, x, y, StepContext(noise, gens, epoch, loss_fn, layout))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 _step(opt, warm=st.step < tc.warmup_steps)
