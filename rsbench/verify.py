@@ -32,8 +32,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from omegaconf import OmegaConf
 
+from rsbench.analysis.attack_bound import attack_bound
 from rsbench.certify.bounds import clopper_pearson_lower
 from rsbench.certify.certificates import gaussian_l2_radius, idrs_radius, laplace_l1_radius
 from rsbench.certify.sampling import BLOCK
@@ -41,7 +43,7 @@ from rsbench.certify.sequential import look_schedule
 from rsbench.errors import RsbenchError
 from rsbench.methods import METHODS, make_method
 from rsbench.registry import Registry
-from rsbench.results import SCHEMA, is_cohen_tsv, parse_rows
+from rsbench.results import SCHEMA, is_cohen_tsv, parse_rows, read_results
 
 TOL = 1e-9  # relative: the CSV stores floats with repr, so a recomputed value agrees to the last bit or is wrong
 
@@ -184,16 +186,52 @@ def main(argv: list[str]) -> None:
                                  "sound flag from what the row records; exit 1 on any mismatch.")
     ap.add_argument("paths", type=Path, nargs="+", help="certify run dirs or certify.csv files")
     ap.add_argument("--strict", action="store_true", help="also fail on rows that cannot be recomputed")
+    ap.add_argument("--attacked", type=Path, nargs="+", default=[], metavar="PREDICT_RUN",
+                    help="predict runs with predict.attack: also fail where a certify run's certified accuracy at "
+                         "the attack's eps lies above the attacked accuracy beyond both intervals")
     args = ap.parse_args(argv)
     failed = False
-    for path in args.paths:
-        try:
+    try:
+        attacked = _attacked_runs(args.attacked)
+        for path in args.paths:
             problems, summary = verify(path, args.strict)
-        except RsbenchError as exc:
-            print(f"rsbench verify: error: {exc}", file=sys.stderr)
-            sys.exit(2)
-        for p in problems:
-            print(p)
-        print(summary)
-        failed |= bool(problems)
+            for p in problems:
+                print(p)
+            print(summary)
+            failed |= bool(problems)
+            if attacked:
+                table = attack_bound(read_results(_csv(path)), attacked)
+                print(format_attack_bound(table))
+                failed |= bool(table["violated"].any())
+    except RsbenchError as exc:
+        print(f"rsbench verify: error: {exc}", file=sys.stderr)
+        sys.exit(2)
     sys.exit(1 if failed else 0)
+
+
+def _csv(path: Path, name: str = "certify.csv") -> Path:
+    return path / name if path.is_dir() else path
+
+
+def _attacked_runs(paths: list[Path]) -> dict[float, pd.DataFrame]:
+    """{attack eps: rows} of predict runs made with predict.attack (one eps per run)."""
+    runs: dict[float, pd.DataFrame] = {}
+    for path in paths:
+        csv = _csv(path, "predict.csv")
+        if not csv.is_file():
+            raise RsbenchError(f"{csv}: no such predict.csv (give predict run dirs made with predict.attack)")
+        df = pd.read_csv(csv)
+        if "attack_eps" not in df or df["attack_eps"].nunique() != 1:
+            raise RsbenchError(f"{csv} is not an attacked predict run (no single attack_eps column value)")
+        runs[float(df["attack_eps"].iloc[0])] = df
+    return runs
+
+
+def format_attack_bound(table: pd.DataFrame) -> str:
+    """The attack-bound table as text: one line per eps, certified vs attacked accuracy with intervals."""
+    lines = ["eps    points  certified [interval]     attacked [interval]      "]
+    for r in table.itertuples():
+        flag = "VIOLATED: certified above attacked beyond both intervals" if r.violated else "ok"
+        lines.append(f"{r.eps:<6g} {r.points:<7d} {r.certified:.3f} [{r.certified_lo:.3f}, {r.certified_hi:.3f}]  "
+                     f"{r.attacked:.3f} [{r.attacked_lo:.3f}, {r.attacked_hi:.3f}]  {flag}")
+    return "\n".join(lines)

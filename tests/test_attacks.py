@@ -51,3 +51,42 @@ def test_bad_attack_parameters() -> None:
     model, x, y = _model_and_data()
     with pytest.raises(RsbenchError, match="eps"):
         l2_pgd(model, x, y, eps=0.0, steps=1, step_size=0.1)
+
+
+def _halfspace_point(distance: float):
+    """A halfspace on 4x4 images with w = e_0, and the all-0.5 image moved to ``distance`` on the class-1 side."""
+    from halfspace import Halfspace
+
+    w = torch.zeros(16)
+    w[0] = 1.0
+    model = Halfspace(w, distance - 0.5)
+    return model, torch.full((1, 1, 4, 4), 0.5)
+
+
+def test_smoothed_pgd_crosses_a_near_boundary() -> None:
+    """At distance 0.3 from the boundary, SmoothAdv's attack with eps = 0.5 reaches the other side (the smoothed
+    classifier of a halfspace is the halfspace), moving at most eps and staying in [0, 1]."""
+    from rsbench.attacks import smoothed_pgd
+
+    model, x = _halfspace_point(0.3)
+    x_adv = smoothed_pgd(model, x, torch.tensor([1]), eps=0.5, sigma=0.25, m=32, steps=20,
+                         generator=torch.Generator().manual_seed(0))
+    assert float(model.margin(x_adv)[0]) < 0
+    assert float((x_adv - x).norm()) <= 0.5 + 1e-6 and 0 <= float(x_adv.min()) and float(x_adv.max()) <= 1
+
+
+@pytest.mark.parametrize("distance", [0.2, 0.5, 0.9])
+def test_smoothed_pgd_never_beats_a_certified_radius(distance: float) -> None:
+    """Attacked at eps = the certified radius, the point stays on its side: PREDICT there still says class 1."""
+    from rsbench.attacks import smoothed_pgd
+    from rsbench.certify.sampling import PointSampler
+    from rsbench.methods.gaussian import GaussianSmoothing
+
+    model, x = _halfspace_point(distance)
+    method = GaussianSmoothing(0.25)
+    row = method.certify(PointSampler(model, method.noise, x[0], 0, 2, 1000, seed=0), n0=100, n=2000, alpha=0.001)
+    assert row["predict"] == 1 and 0 < row["radius"] <= distance
+    x_adv = smoothed_pgd(model, x, torch.tensor([1]), eps=row["radius"], sigma=0.25, m=32, steps=20,
+                         generator=torch.Generator().manual_seed(1))
+    assert float(model.margin(x_adv)[0]) > 0
+    assert method.predict(PointSampler(model, method.noise, x_adv[0], 0, 2, 1000, seed=1), 2000, 0.001)["predict"] == 1

@@ -84,9 +84,12 @@ def load_model(path: str | Path, arch: str, params: dict[str, Any], spec: Datase
 
 def load_weights_file(path: str | Path, arch: str, params: dict[str, Any], spec: DatasetSpec
                       ) -> tuple[NormalizedModel, dict[str, Any]]:
-    """A model from ``model.weights_file``: Cohen et al.'s released checkpoint (its own arch and normalisation,
-    :mod:`rsbench.models.cohen`), or a plain torchvision state_dict loaded into ``arch``'s network."""
+    """A model from ``model.weights_file``: a released checkpoint of the field in its own layout, arch and
+    normalisation (Cohen et al.'s and the repositories that kept it: SmoothAdv, consistency, SmoothMix,
+    :mod:`rsbench.models.cohen`; MACER's, :mod:`rsbench.models.macer`), or a plain torchvision state_dict
+    loaded into ``arch``'s network."""
     from rsbench.models.cohen import is_cohen_checkpoint, load_cohen
+    from rsbench.models.macer import is_macer_checkpoint, load_macer
 
     path = Path(path)
     if not path.is_file():
@@ -96,14 +99,16 @@ def load_weights_file(path: str | Path, arch: str, params: dict[str, Any], spec:
     except Exception as exc:  # truncated, foreign, or pickled code (refused by weights_only)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise RsbenchError(f"model.weights_file {path} is corrupted or not a torch weights file: {first}") from exc
-    if is_cohen_checkpoint(blob):
-        check_finite_state(blob["state_dict"], f"model.weights_file {path}")
-        model, meta = load_cohen(path, blob, spec)
-        if meta["arch"] != arch:
-            raise RsbenchError(f"model.weights_file {path} is Cohen et al.'s {meta['cohen_arch']} "
-                               f"(rsbench arch {meta['arch']}), but the config asks for model {arch}; "
-                               f"set model={meta['arch']} or leave model at the dataset default")
-        return model, {**meta, "weights_file": str(path)}
+    for detect, load, key, who in ((is_cohen_checkpoint, load_cohen, "state_dict", "Cohen et al.'s layout"),
+                                   (is_macer_checkpoint, load_macer, "net", "MACER's layout")):
+        if detect(blob):
+            check_finite_state(blob[key], f"model.weights_file {path}")
+            model, meta = load(path, blob, spec)
+            if meta["arch"] != arch:
+                raise RsbenchError(f"model.weights_file {path} is a {meta.get('cohen_arch', meta['arch'])} in "
+                                   f"{who} (rsbench arch {meta['arch']}), but the config asks for model {arch}; "
+                                   f"set model={meta['arch']} or leave model at the dataset default")
+            return model, {**meta, "weights_file": str(path)}
     if isinstance(blob, dict):
         check_finite_state(blob, f"model.weights_file {path}")
     model = build_model(arch, spec, params)

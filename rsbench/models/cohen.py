@@ -1,4 +1,6 @@
-"""Cohen et al. (2019)'s released models, mapped onto rsbench's architectures.
+"""Cohen et al. (2019)'s released models, and the later repositories that kept their layout (SmoothAdv:
+Hadisalman/smoothing-adversarial; consistency: jh-jeong/smoothing-consistency; SmoothMix: jh-jeong/smoothmix),
+mapped onto rsbench's architectures.
 
 Their ``checkpoint.pth.tar`` is ``{"arch", "state_dict", "epoch", "optimizer"}``; ``state_dict`` is that of
 ``Sequential(NormalizeLayer, [DataParallel](net))``, so the network's keys read ``1.module.<key>`` (or
@@ -27,11 +29,13 @@ ARCHS: dict[str, tuple[str, dict[str, Any]]] = {
     "cifar_resnet20": ("cifar_resnet", {"depth": 20}),
     "cifar_resnet110": ("cifar_resnet", {"depth": 110}),
     "resnet50": ("resnet50", {}),
+    "lenet": ("lenet", {}),
 }
 # Cohen's datasets.py normalisation constants, per dataset family
 NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "mnist": ((0.0,), (1.0,)),  # consistency / SmoothMix: Identity, no normalisation
 }
 _LAYER = re.compile(r"^layer([123])\.(\d+)\.(.*)$")
 
@@ -75,8 +79,8 @@ def load_cohen(path: str | Path, blob: dict[str, Any], spec: DatasetSpec) -> tup
         raise RsbenchError(f"model.weights_file {path}: Cohen et al. arch {cohen_arch!r} is not supported; "
                            f"supported: {', '.join(ARCHS)}")
     if spec.family not in NORMALIZATION:
-        raise RsbenchError(f"model.weights_file {path}: Cohen et al. released models for cifar10 and imagenet, "
-                           f"not {spec.family}")
+        raise RsbenchError(f"model.weights_file {path}: Cohen-layout models exist for "
+                           f"{', '.join(NORMALIZATION)}, not {spec.family}")
     arch, params = ARCHS[cohen_arch]
     params = full_params(arch, params)
     net = build_model(arch, spec, params).net
