@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 STAGES = {
-    "train": "train a base classifier (noise augmentation, adversarial training or an SRA loss)",
+    "train": "train a base classifier (train.objective: gaussian, smoothadv, consistency, stability, macer, "
+             "smoothmix; adversarial training; an SRA loss)",
     "certify": "certify test points (Cohen et al.'s CERTIFY) and write certify.csv",
     "predict": "predict with abstention (Cohen et al.'s PREDICT) and write predict.csv",
     "plot": "certified-accuracy figure and table from one or more certify runs",
