@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -191,6 +192,31 @@ COHEN_HEADER = ("idx", "label", "predict", "radius", "correct", "time")  # Cohen
 REQUIRED = ("idx", "label", "predict", "radius", "correct")
 
 
+_TIMEDELTA = re.compile(r"^(?:(\d+) days?, )?(\d+):(\d\d):(\d\d(?:\.\d+)?)$")
+
+
+def timedelta_seconds(text: str) -> str:
+    """Cohen's code writes each point's time as str(datetime.timedelta) ('0:00:03.003228', '1 day, 2:00:00');
+    later files write seconds. Either way, seconds as text; anything else unchanged (validation then names it)."""
+    m = _TIMEDELTA.match(text)
+    if not m:
+        return text
+    days, hours, minutes, secs = m.groups()
+    return repr(int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(secs))
+
+
+def _cohen_as_csv(data: bytes) -> bytes:
+    """Cohen's TSV as rsbench CSV text: commas, ``time`` -> ``time_s`` in seconds."""
+    lines = data.decode("utf-8", "replace").splitlines()
+    out = [",".join(COHEN_HEADER[:-1] + ("time_s",))]
+    for line in lines[1:]:
+        fields = line.split("\t")
+        if len(fields) == len(COHEN_HEADER):
+            fields[-1] = timedelta_seconds(fields[-1])
+        out.append(",".join(fields))
+    return ("\n".join(out) + "\n").encode()
+
+
 def is_cohen_tsv(path: str | Path) -> bool:
     """True for Cohen et al.'s per-image result format (tab-separated ``idx label predict radius correct time``)."""
     with open(path, "rb") as fh:
@@ -209,7 +235,7 @@ def read_results(path: str | Path) -> pd.DataFrame:
     data = path.read_bytes()
     cohen = is_cohen_tsv(path)
     if cohen:  # the same validation as our own rows: re-read as CSV text
-        data = data.replace(b"\t", b",").replace(b",time\n", b",time_s\n", 1)
+        data = _cohen_as_csv(data)
     if not data.strip():
         raise RsbenchError(f"{path} is empty: it holds no header and no rows")
     header, rows = parse_rows(path, data if data.endswith(b"\n") else data + b"\n")

@@ -78,3 +78,25 @@ def test_cli_compare(tmp_path, tiny_model, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--radius-a", "l2_radius"])
     assert exc.value.code == 2 and "lacks columns ['l2_radius']" in capsys.readouterr().err
+
+
+def test_cohen_per_image_files_with_either_time_format(tmp_path, capsys) -> None:
+    """Cohen et al.'s certify.py writes each time as str(timedelta) ('0:00:03.003228'); later files write
+    seconds. Both read, as seconds; a time in neither form is refused with its line."""
+    from rsbench.compare import main as compare_main
+    from rsbench.results import read_results
+
+    rows = [(0, 3, 3, 0.635, 1, "0:00:03.003228"), (1, 8, 8, 0.2, 1, "1 day, 0:00:01"), (2, 8, 1, 0.1, 0, "15.4")]
+    path = tmp_path / "noise_0.50"
+    header = "idx\tlabel\tpredict\tradius\tcorrect\ttime\n"
+    path.write_text(header + "".join("\t".join(map(str, r)) + "\n" for r in rows))
+    df = read_results(path)
+    assert list(df["time_s"]) == [3.003228, 86401.0, 15.4] and list(df["radius"]) == [0.635, 0.2, 0.1]
+    ours = tmp_path / "certify.csv"
+    pd.DataFrame({"idx": [0, 1, 2], "label": [3, 8, 8], "predict": [3, 8, 8], "radius": [0.5, 0.3, 0.2],
+                  "correct": [1, 1, 1], "time_s": [1.0, 1.0, 1.0]}).to_csv(ours, index=False)
+    compare_main([str(ours), str(path), "--radii", "0,0.25"])
+    assert "3 common test points" in capsys.readouterr().out
+    path.write_text("idx\tlabel\tpredict\tradius\tcorrect\ttime\n0\t3\t3\t0.6\t1\tthree seconds\n")
+    with pytest.raises(RsbenchError, match="line 2: time_s='three seconds'"):
+        read_results(path)
