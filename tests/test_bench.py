@@ -20,11 +20,14 @@ ENTRY = REPO / "scripts" / "bench"
 
 @pytest.fixture
 def bench(monkeypatch):
-    """The scripts/bench package, imported as `bench`, and removed from sys.modules afterwards."""
+    """The scripts/bench package, imported as `bench`, and removed from sys.modules afterwards; torch's thread
+    count is restored (a measurement may set it, and a different count changes later trainings' float sums)."""
     monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    threads = torch.get_num_threads()
     import bench
 
     yield bench
+    torch.set_num_threads(threads)
     for name in [m for m in sys.modules if m == "bench" or m.startswith("bench.")]:
         del sys.modules[name]
 
@@ -160,7 +163,7 @@ def test_certify_bench_runs_and_writes_its_table(bench, tmp_path, capsys) -> Non
 def test_train_bench_ratio_is_the_paired_epoch_over_step(bench, tmp_path) -> None:
     from bench.train_throughput import main
 
-    main(["--images", "128", "--repeats", "2", "--threads", "1", "--out", str(tmp_path)])
+    main(["--images", "128", "--repeats", "2", "--threads", str(torch.get_num_threads()), "--out", str(tmp_path)])
     table = pd.read_csv(tmp_path / "bench_train.csv").set_index("measure")
     assert list(table.index) == ["step images/s", "epoch images/s", "epoch / step"]
     assert (table["median"] > 0).all() and (table["min"] <= table["median"]).all()
