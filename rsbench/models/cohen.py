@@ -84,13 +84,25 @@ def load_cohen(path: str | Path, blob: dict[str, Any], spec: DatasetSpec) -> tup
     arch, params = ARCHS[cohen_arch]
     params = full_params(arch, params)
     net = build_model(arch, spec, params).net
-    state = _net_keys(blob["state_dict"])
+    load_released(path, net, _net_keys(blob["state_dict"]), arch, params, f"Cohen arch {cohen_arch}")
+    mean, std = NORMALIZATION[spec.family]
+    noise = re.search(r"noise_(\d+(?:\.\d+)?)", str(path))  # Cohen's folders: models/cifar10/resnet110/noise_0.25/
+    meta = {"arch": arch, "params": params, "dataset": spec.name, "family": spec.family, "format": FORMAT,
+            "cohen_arch": cohen_arch, "normalization": {"mean": list(mean), "std": list(std)},
+            "train_noise_sigma": float(noise[1]) if noise else None}
+    return NormalizedModel(net, mean, std), meta
+
+
+def load_released(path: str | Path, net: torch.nn.Module, state: dict[str, torch.Tensor], arch: str,
+                  params: dict[str, Any], what: str) -> None:
+    """Load a released network's ``state`` into rsbench's ``net`` (CIFAR ResNet keys mapped first); keys or
+    tensors that do not fit are refused in one line naming the first of them and ``what`` the file is."""
     if arch == "cifar_resnet":
         state = cifar_resnet_keys(state, params["depth"])
     missing, unexpected = _mismatch(net.state_dict(), state)
     if missing or unexpected:
-        raise RsbenchError(f"model.weights_file {path}: its keys don't fit {arch} {params} (Cohen arch "
-                           f"{cohen_arch}): missing {missing[:3]}{'...' if len(missing) > 3 else ''}, unexpected "
+        raise RsbenchError(f"model.weights_file {path}: its keys don't fit {arch} {params} ({what}): "
+                           f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}, unexpected "
                            f"{unexpected[:3]}{'...' if len(unexpected) > 3 else ''}")
     try:
         net.load_state_dict(state, strict=True)
@@ -98,12 +110,6 @@ def load_cohen(path: str | Path, blob: dict[str, Any], spec: DatasetSpec) -> tup
         lines = str(exc).strip().splitlines()
         raise RsbenchError(f"model.weights_file {path}: its tensors don't fit {arch} {params}: "
                            f"{(lines[1] if len(lines) > 1 else lines[0]).strip()}") from exc
-    mean, std = NORMALIZATION[spec.family]
-    noise = re.search(r"noise_(\d+(?:\.\d+)?)", str(path))  # Cohen's folders: models/cifar10/resnet110/noise_0.25/
-    meta = {"arch": arch, "params": params, "dataset": spec.name, "family": spec.family, "format": FORMAT,
-            "cohen_arch": cohen_arch, "normalization": {"mean": list(mean), "std": list(std)},
-            "train_noise_sigma": float(noise[1]) if noise else None}
-    return NormalizedModel(net, mean, std), meta
 
 
 def _mismatch(expected: dict[str, Any], given: dict[str, Any]) -> tuple[list[str], list[str]]:

@@ -17,7 +17,7 @@ import torch
 
 from rsbench.data.registry import DatasetSpec
 from rsbench.errors import RsbenchError
-from rsbench.models.cohen import _mismatch, cifar_resnet_keys
+from rsbench.models.cohen import load_released
 from rsbench.models.registry import NormalizedModel, build_model, full_params
 
 FORMAT = "macer2020"
@@ -48,18 +48,7 @@ def load_macer(path: str | Path, blob: dict[str, Any], spec: DatasetSpec) -> tup
     arch, params = infer_arch(state)
     params = full_params(arch, params)
     net = build_model(arch, spec, params).net
-    if arch == "cifar_resnet":
-        state = cifar_resnet_keys(state, params["depth"])
-    missing, unexpected = _mismatch(net.state_dict(), state)
-    if missing or unexpected:
-        raise RsbenchError(f"model.weights_file {path}: its keys don't fit {arch} {params} (a MACER checkpoint): "
-                           f"missing {missing[:3]}, unexpected {unexpected[:3]}")
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        lines = str(exc).strip().splitlines()
-        raise RsbenchError(f"model.weights_file {path}: its tensors don't fit {arch} {params} for {spec.name}: "
-                           f"{(lines[1] if len(lines) > 1 else lines[0]).strip()}") from exc
+    load_released(path, net, state, arch, params, "a MACER checkpoint")
     channels = spec.shape[0]
     meta = {"arch": arch, "params": params, "dataset": spec.name, "family": spec.family, "format": FORMAT,
             "normalization": {"mean": [0.0] * channels, "std": [1.0] * channels}, "epoch": int(blob["epoch"]),
