@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy.stats import binomtest
 
-from conftest import TINY_CERTIFY, run_cli
+from conftest import REPO, TINY_CERTIFY, run_cli
 from rsbench.analysis.paired import align, paired_comparison
 from rsbench.errors import RsbenchError
 
@@ -100,3 +100,19 @@ def test_cohen_per_image_files_with_either_time_format(tmp_path, capsys) -> None
     path.write_text("idx\tlabel\tpredict\tradius\tcorrect\ttime\n0\t3\t3\t0.6\t1\tthree seconds\n")
     with pytest.raises(RsbenchError, match="line 2: time_s='three seconds'"):
         read_results(path)
+
+
+@pytest.mark.skipif(not (REPO.parent / "shared" / "published").is_dir(), reason="no ../shared/published here")
+def test_the_shared_published_files_plot_and_compare(tmp_path, capsys) -> None:
+    """The three published per-image files of Cohen et al. (../shared/published) read, pair and plot."""
+    from rsbench.compare import main as compare_main
+    from rsbench.results import read_results
+
+    files = sorted((REPO.parent / "shared" / "published").rglob("*.tsv"))
+    assert len(files) == 3
+    frames = [read_results(f) for f in files]
+    assert all(len(df) >= 100 and df["time_s"].dtype == float for df in frames)
+    compare_main([str(files[0]), str(files[1]), "--radii", "0,0.5"])
+    assert f"{len(frames[0].merge(frames[1], on='idx'))} common test points" in capsys.readouterr().out
+    run_cli(["plot", f"runs=[{files[0]},{files[1]}]", f"hydra.run.dir={tmp_path / 'plot'}"], tmp_path)
+    assert (tmp_path / "plot" / "certified_accuracy.png").is_file()
