@@ -136,3 +136,22 @@ def test_mismatch_message_names_the_setting(tmp_path) -> None:
     (tmp_path / "s.pt").write_bytes(b"garbage")
     with pytest.raises(RsbenchError, match="corrupted"):
         load_train_state(tmp_path / "s.pt", model, opt, sched, st, {"train": {"lr": 0.1}, "seed": 0})
+
+
+def test_checkpoint_records_the_commit_training_started_at(tmp_path, monkeypatch) -> None:
+    """A training that outlives a commit records the code it ran, not the HEAD at its end."""
+    from rsbench.models.checkpoint import read_checkpoint
+    from rsbench.stages import common
+
+    head = {"now": "aaaa"}
+    monkeypatch.setattr(common, "source_commit", lambda: head["now"])
+    inner = common.train_model
+
+    def training_while_someone_commits(*args, **kwargs):
+        head["now"] = "bbbb"
+        return inner(*args, **kwargs)
+
+    monkeypatch.setattr(common, "train_model", training_while_someone_commits)
+    run_cli(["train", "model=mlp", "model.params.widths=[8]", "train.epochs=1", "train.max_examples=64",
+             f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    assert read_checkpoint(tmp_path / "run" / "model.pt")[1]["commit"] == "aaaa"

@@ -238,6 +238,7 @@ def train_and_save(cfg: DictConfig, arch: str, params: dict[str, Any], sigma: fl
     if attack is not None:
         sigma = 0.0  # adversarial training replaces noise augmentation
     fingerprint = {"arch": arch, "params": params, "dataset": dataset_settings(cfg), "init_checkpoint": init}
+    commit = source_commit()  # the code this process runs: taken now, not when a long training ends
     metrics = train_model(model, train_ds, test_ds, tc, sigma, int(cfg.seed), device,
                           str(log_path) if log_path else None, state_path=state_path, fingerprint=fingerprint)
     meta = {"arch": arch, "params": params, "dataset": spec.name, "family": spec.family,
@@ -245,7 +246,7 @@ def train_and_save(cfg: DictConfig, arch: str, params: dict[str, Any], sigma: fl
             "train_noise_sigma": float(sigma), "seed": int(cfg.seed), "epochs": tc.epochs,
             "clean_acc": metrics["test_acc"], "noisy_acc": metrics["test_acc_noisy"],
             "stand_in": spec.stand_in, "train_attack": attack, "init_checkpoint": init, "augment": tc.augment,
-            "train_pixels": pixel_counts(train_ds), "commit": source_commit(), "machine": machine(device),
+            "train_pixels": pixel_counts(train_ds), "commit": commit, "machine": machine(device),
             "train_wall_s": metrics.get("train_wall_s"),
             "train_objective": None if is_neutral(tc.objective) else check_objective(tc.objective),
             "train_noise_mixture": tc.noise_mixture}
