@@ -37,11 +37,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     stage = args[0]
     if stage not in STAGES:
-        from rsbench.config_check import suggest
+        from rsbench.config_check import refuse_unknown
 
-        print(f"rsbench: error: unknown stage {stage!r}; valid stages: {', '.join(STAGES)}"
-              f"{suggest(stage, list(STAGES))}", file=sys.stderr)
-        sys.exit(2)
+        refuse_unknown("rsbench", "stage", stage, list(STAGES))
     if stage in PLAIN:  # not Hydra apps: they take run dirs, not overrides
         module = importlib.import_module(PLAIN[stage])
         module.main(args[1:])

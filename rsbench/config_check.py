@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,13 @@ def suggest(name: str, valid: list[str]) -> str:
     lower = {v.lower(): v for v in valid}
     close = difflib.get_close_matches(name.lower(), list(lower), n=1, cutoff=0.6)
     return f"; did you mean '{lower[close[0]]}'?" if close else ""
+
+
+def refuse_unknown(prog: str, kind: str, name: str, valid: list[str]) -> None:
+    """Exit 2 with one line: ``<prog>: error: unknown <kind> 'name'; valid <kind>s: ...; did you mean ...``."""
+    print(f"{prog}: error: unknown {kind} {name!r}; valid {kind}s: {', '.join(valid)}{suggest(name, valid)}",
+          file=sys.stderr)
+    sys.exit(2)
 
 
 def _overrides(args: list[str]) -> list[str] | None:

@@ -29,11 +29,9 @@ def main(argv: list[str]) -> None:
         return
     name = argv[0]
     if name not in COMMANDS:
-        from rsbench.config_check import suggest
+        from rsbench.config_check import refuse_unknown
 
-        print(f"bench: error: unknown measurement {name!r}; valid: {', '.join(COMMANDS)}"
-              f"{suggest(name, list(COMMANDS))}", file=sys.stderr)
-        sys.exit(2)
+        refuse_unknown("bench", "measurement", name, list(COMMANDS))
     importlib.import_module(f"bench.{COMMANDS[name][0]}").main(argv[1:])
 
 
