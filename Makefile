@@ -7,7 +7,7 @@ TORCH   ?= torch==2.14.1 torchvision==0.29.1
 # Real datasets (MNIST, CIFAR-10 sample) for the reproductions; the demo and tests need none.
 export RSBENCH_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install demo test test-slow lint docs figures reproduce publish-cifar-cpu reproduce-engine mnist-models mog-figures idrs-figures dsmooth-figures sra-figures sra-seeds slurm-test bench objectives-mnist perf-sequential perf-sequential-methods smoke-cifar cifar-models cifar-figures faults clean
+.PHONY: install demo test test-slow lint docs figures reproduce publish-cifar-cpu reproduce-engine mnist-models mog-figures idrs-figures dsmooth-figures sra-figures sra-seeds sra-cifar slurm-test bench objectives-mnist perf-sequential perf-sequential-methods smoke-cifar cifar-models cifar-figures faults clean
 
 install: $(VENV)/.installed
 
@@ -166,15 +166,11 @@ ifeq ($(SCALE),paper)
 CIFAR_TRAIN := scale=paper model.params.depth=110
 CIFAR_CERT  := certify.n=100000 certify.skip=1
 CIFAR_ZOO_TRAIN := train.epochs=10
-CIFAR_SRA   := train.epochs=300 train.max_examples=null train.warmup_steps=2000 model.params.iters=30 \
-	robustness.skip=1 robustness.rs.n=100000
 else ifeq ($(SCALE),cpu)
-CIFAR_SRA   :=
 CIFAR_TRAIN := scale=cpu
 CIFAR_CERT  := scale=cpu
 CIFAR_ZOO_TRAIN := train.epochs=1 train.max_examples=2560 "train.attack={name:square_fgsm,eps_inf:0.5,queries:5,eps_l2:0.5,mix:0.5}"
 else
-CIFAR_SRA   :=
 CIFAR_TRAIN :=
 CIFAR_CERT  :=
 CIFAR_ZOO_TRAIN := train.epochs=1 train.max_examples=2560 "train.attack={name:square_fgsm,eps_inf:0.5,queries:5,eps_l2:0.5,mix:0.5}"
@@ -212,11 +208,21 @@ cifar-figures: cifar-models   ## Cohen, MoG Figs. 1-2, DSmooth (+ zoo timing), S
 			certify.attack=null certify.max=40 hydra.run.dir=$(CF)/dsmooth/zoo/$$m || exit 1; \
 		$(BIN)/python scripts/bench methods $(CF)/dsmooth/zoo/$$m --points 10 --repeats 1 --out $(CF)/dsmooth/zoo \
 			--name timing_$$m --compare name=gaussian,sigma=0.25 name=laplace,scale=0.25 || exit 1; done
-	$(RS) robustness -m experiment=sra_cifar $(CIFAR_SRA) train.loss.name=mscr train.loss.d=1.0 train.loss.var_x=0.01 \
-		hydra.sweep.dir=$(CF)/sra/mscr
-	$(RS) robustness -m experiment=sra_cifar $(CIFAR_SRA) train.loss.name=mcr train.loss.d=1.0 hydra.sweep.dir=$(CF)/sra/mcr
-	$(RS) robustness -m experiment=sra_cifar $(CIFAR_SRA) train.loss.name=zhen train.loss.d=10 train.loss.var_x=0.16 \
-		hydra.sweep.dir=$(CF)/sra/zhen
+	$(MAKE) sra-cifar SCALE=$(SCALE)
+
+# SRA on CIFAR-10 (Fig. 7 counterpart), scale.sra_cifar: each loss from a random start as the paper trains it
+# (MSCR and MCR collapse), then each after SRA_WARM steps of the multiclass hinge (train.warm_start: the moment
+# warm-up's steps move no weight, so the hinge trains for SRA_WARM - warmup_steps steps; a departure from the paper).
+SRA_C    := $(RS) robustness -m experiment=sra_cifar scale=$(SCALE)
+SRA_WARM ?= $(if $(filter quick,$(SCALE)),158,$(if $(filter cpu,$(SCALE)),1282,2782))
+SRA_WS   := "train.warm_start={name: mh, d: 1.0, steps: $(SRA_WARM)}"
+sra-cifar: install            ## SRA Fig. 7 counterpart on real CIFAR-10: MSCR, MCR, Zhen, from scratch and warm-started
+	$(SRA_C) train.loss.name=mscr train.loss.d=1.0 train.loss.var_x=0.01 hydra.sweep.dir=$(CF)/sra/mscr
+	$(SRA_C) train.loss.name=mcr train.loss.d=1.0 hydra.sweep.dir=$(CF)/sra/mcr
+	$(SRA_C) train.loss.name=zhen train.loss.d=10 train.loss.var_x=0.16 hydra.sweep.dir=$(CF)/sra/zhen
+	$(SRA_C) train.loss.name=mscr train.loss.d=1.0 train.loss.var_x=0.01 $(SRA_WS) hydra.sweep.dir=$(CF)/sra/mscr_warm
+	$(SRA_C) train.loss.name=mcr train.loss.d=1.0 $(SRA_WS) hydra.sweep.dir=$(CF)/sra/mcr_warm
+	$(SRA_C) train.loss.name=zhen train.loss.d=10 train.loss.var_x=0.16 $(SRA_WS) hydra.sweep.dir=$(CF)/sra/zhen_warm
 	$(BIN)/python scripts/sra_figures.py $(CF)/sra
 
 reproduce: reproduce-engine mog-figures idrs-figures dsmooth-figures sra-figures sra-seeds cifar-figures   ## recompute every paper figure

@@ -11,6 +11,10 @@ heatmaps_fig2.png/pdf (clean accuracy, AUC_CR margin, AUC_GN over
 network with the highest RS AUC_CR whose clean accuracy lies in the band (default: within 1 point of the
 best clean accuracy of the sweep; the paper used 98.5 +- 0.3 %).
 
+``--paired A B`` compares two networks (one seed each, as the CIFAR-10 Fig. 7 counterpart trains) point by
+point on the same test images: margin and RS certified accuracy and mean certified radius, with paired
+bootstrap intervals, in paired.md.
+
 Settings trained with several seeds (`rsbench robustness -m ... seed=0,1,2`, as the paper averages three
 trainings) also get seeds.csv / seeds.md: each metric's mean over seeds with its t-interval across seeds; and
 each `--compare A B` pair of setting labels gets the difference A - B paired by seed, with its t-interval,
@@ -26,6 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from rsbench.analysis.curves import to_markdown
+from rsbench.analysis.paired import paired_comparison
 from rsbench.analysis.seeds import paired_seed_difference, seed_table
 from rsbench.plot.sra import plot_heatmaps, plot_robustness
 
@@ -42,8 +47,11 @@ def collect(root: Path) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     for summary in sorted(root.glob("**/summary.json")):
         s = json.loads(summary.read_text())
         loss = s.get("loss") or {"name": "sce"}
-        run = summary.parent.name
-        rows.append({"run": run, "label": f"{loss['name']} d={loss.get('d')} var_x={loss.get('var_x')}",
+        run = str(summary.parent.relative_to(root))  # unique below root, where run-dir names may repeat
+        warm = s.get("warm_start")  # a departure from the paper: named in the label and its own column
+        label = f"{loss['name']} d={loss.get('d')} var_x={loss.get('var_x')}"
+        rows.append({"run": run, "label": label + (f" warm_start={warm['name']}:{warm['steps']}" if warm else ""),
+                     "departure": f"warm start: {warm['name']} for {warm['steps']} steps" if warm else "",
                      "loss": loss["name"], "d": loss.get("d"), "var_x": loss.get("var_x"), "seed": s.get("seed", 0),
                      **{k: s[k] for k in ("clean_acc", "auc_cr_margin", "auc_cr_rs", "auc_gn",
                                           "mscr_vs_mc_mean_abs_diff", "mscr_vs_mc_corr")}})
@@ -52,6 +60,26 @@ def collect(root: Path) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     if not rows:
         raise SystemExit(f"no summary.json under {root}: run `make sra-figures` (rsbench robustness sweeps) first")
     return pd.DataFrame(rows), curves
+
+
+PAIRED_RADII = (0.0, 0.05, 0.1, 0.2, 0.3)
+
+
+def paired_networks(root: Path, a: pd.DataFrame, b: pd.DataFrame, name_a: str, name_b: str,
+                    level: float) -> pd.DataFrame:
+    """Network A minus network B on the same test images: certified accuracy at PAIRED_RADII and the mean
+    certified radius (radius x correct, the area under the survival curve) through the margin (points.csv)
+    and through RS (rs.csv), each with a paired percentile-bootstrap interval (rsbench.analysis.paired)."""
+    if len(a) != 1 or len(b) != 1:
+        raise SystemExit(f"--paired compares two networks; {name_a!r} has {len(a)} runs, {name_b!r} {len(b)}")
+    rows = []
+    for certificate, file, column in (("margin", "points.csv", "margin_radius"), ("RS", "rs.csv", "radius")):
+        pa, pb = (pd.read_csv(root / r / file).rename(columns={column: "radius"})
+                  for r in (a["run"].iloc[0], b["run"].iloc[0]))
+        out = paired_comparison(pa, pb, PAIRED_RADII, level)
+        rows.append(out.assign(pair=[f"{name_a} minus {name_b}: {certificate} {m}" for m in out["measure"]],
+                               points=out.attrs["points"]))
+    return pd.concat(rows).drop(columns="measure")
 
 
 METRICS = ["clean_acc", "auc_cr_margin", "auc_cr_rs", "auc_gn", "corruption_half_alpha"]
@@ -71,6 +99,10 @@ def main() -> None:
     ap.add_argument("--level", type=float, default=0.95, help="level of the intervals across seeds")
     ap.add_argument("--compare", nargs=2, action="append", default=[], metavar=("A", "B"),
                     help="two setting labels (as in table.md) to compare, paired by seed; repeatable")
+    ap.add_argument("--paired", nargs=2, action="append", default=[], metavar=("A", "B"),
+                    help="two networks (setting labels, one seed each) to compare point by point on the same test "
+                         "images: margin and RS certified accuracy and mean certified radius, paired bootstrap "
+                         "intervals (paired.md); repeatable")
     args = ap.parse_args()
     root = Path(args.root)
     table, curves = collect(root)
@@ -89,6 +121,11 @@ def main() -> None:
         named = pd.DataFrame(rows).assign(pair=lambda t: t["A"] + " minus " + t["B"] + ": " + t["metric"])
         (root / "compare.md").write_text(to_markdown(named.drop(columns=["A", "B", "metric"]).set_index("pair"), 4))
         print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:+.4f}"))
+    if args.paired:
+        paired = pd.concat([paired_networks(root, _setting(table, a), _setting(table, b), a, b, args.level)
+                            for a, b in args.paired])
+        (root / "paired.md").write_text(to_markdown(paired.set_index("pair"), 4))
+        print(paired.to_string(index=False, float_format=lambda v: f"{v:+.4f}"))
     grid = table[table["loss"].isin(["mscr", "zhen"])].dropna(subset=["d", "var_x"])
     if len(grid):
         plot_heatmaps(grid, {"clean_acc": "clean accuracy", "auc_cr_margin": "AUC_CR (margin)", "auc_gn": "AUC_GN"},

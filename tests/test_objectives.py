@@ -278,7 +278,7 @@ def test_bad_objective_settings_say_what_is_wrong() -> None:
         check_objective({"name": "smoothmix", **{**DEFAULTS["smoothmix"], "mix_step": 2}})
     base = dict(epochs=1, batch_size=8, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=0.0, schedule="constant",
                 step_size=1, gamma=1.0)
-    with pytest.raises(RsbenchError, match="train.loss applies to train.objective=gaussian"):
+    with pytest.raises(RsbenchError, match="train.loss and train.warm_start apply to train.objective=gaussian"):
         loop.TrainConfig.from_cfg({**base, "objective": {"name": "stability", "gamma": 1.0},
                                    "loss": {"name": "mh", "d": 1.0}})
     with pytest.raises(RsbenchError, match="has its own: use one of them"):

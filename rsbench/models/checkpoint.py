@@ -17,7 +17,7 @@ from rsbench.cache import atomic_write, torch_writer
 from rsbench.data.registry import DatasetSpec
 from rsbench.errors import RsbenchError
 from rsbench.models.manifest import verify_published
-from rsbench.models.registry import NormalizedModel, build_model
+from rsbench.models.registry import MODELS, NormalizedModel, build_model
 
 FORMAT = "rsbench-checkpoint/1"
 
@@ -65,9 +65,10 @@ def load_model(path: str | Path, arch: str, params: dict[str, Any], spec: Datase
     state, meta = read_checkpoint(path)
     if published is not None:
         meta = {**meta, "sha256": published["sha256"]}
-    if meta["arch"] != arch or dict(meta.get("params", {})) != dict(params):
+    stored = {**legacy_params(meta["arch"]), **dict(meta.get("params", {}))}
+    if meta["arch"] != arch or stored != dict(params):
         raise RsbenchError(
-            f"checkpoint {path} holds arch={meta['arch']} params={meta.get('params', {})} but the config "
+            f"checkpoint {path} holds arch={meta['arch']} params={stored} but the config "
             f"asks for arch={arch} params={dict(params)}; set model={meta['arch']} (and its params) to use it")
     if meta.get("family", meta["dataset"]) != spec.family:
         raise RsbenchError(f"checkpoint {path} was trained on dataset {meta['dataset']} but the config "
@@ -80,6 +81,12 @@ def load_model(path: str | Path, arch: str, params: dict[str, Any], spec: Datase
                            f"{str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else exc}"
                            ) from exc
     return model, meta
+
+
+def legacy_params(arch: str) -> dict[str, Any]:
+    """Values of the params ``arch`` gained after older checkpoints were written (the builder's
+    ``legacy_params``): a checkpoint without such a param was trained with this value."""
+    return dict(getattr(MODELS.get(arch), "legacy_params", {})) if arch in MODELS else {}
 
 
 def load_weights_file(path: str | Path, arch: str, params: dict[str, Any], spec: DatasetSpec

@@ -68,12 +68,12 @@ def _cached(module: nn.Module, key: tuple, compute) -> Tensor:
 
 class BjorckLinear(nn.Module):
     def __init__(self, in_features: int, out_features: int, iters: int = 30, tol: float = 1e-7,
-                 max_iters: int = 100) -> None:
+                 max_iters: int = 100, bias: bool = True) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.weight_param = nn.Parameter(torch.empty(out_features, in_features))
         nn.init.orthogonal_(self.weight_param)
-        self.bias = nn.Parameter(torch.zeros(out_features))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
         self.iters, self.tol, self.max_iters = int(iters), float(tol), int(max_iters)
 
     def weight(self, iters: int | None = None) -> Tensor:
@@ -128,7 +128,7 @@ class BCOPConv2d(nn.Module):
     """Orthogonal k x k convolution (Li et al. 2019b, Algorithm 1), circular padding, c_out <= c_in."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, iters: int = 30, tol: float = 1e-7,
-                 max_iters: int = 100) -> None:
+                 max_iters: int = 100, bias: bool = True) -> None:
         super().__init__()
         if out_channels > in_channels:
             raise ValueError(f"BCOP needs out_channels <= in_channels (got {out_channels} > {in_channels}); "
@@ -140,7 +140,7 @@ class BCOPConv2d(nn.Module):
         self.n = nn.Parameter(torch.empty(max(self.k - 1, 0), in_channels, half))
         for p in (self.h, *self.m, *self.n):
             nn.init.orthogonal_(p)
-        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         self.iters, self.tol, self.max_iters = int(iters), float(tol), int(max_iters)
 
     def kernel(self, iters: int | None = None) -> Tensor:
@@ -262,33 +262,60 @@ def _unnormalized(net: nn.Module) -> nn.Module:
     return net
 
 
-def sra_mlp(spec, widths: Sequence[int] = (512, 512, 512), iters: int = 30) -> nn.Module:
+def sra_mlp(spec, widths: Sequence[int] = (512, 512, 512), iters: int = 30, bias: bool = True) -> nn.Module:
     """App. C.1: MLP with three hidden layers of 512 units, Björck-orthogonal weights (``iters`` initial
-    iterations, adapted in training), ReLU."""
+    iterations, adapted in training), ReLU. ``bias=False`` gives the authors' bias-free layers (ThomRC/sra,
+    exp_settings.py); the default keeps the biases the MNIST results in docs/REPRODUCTION.md were measured with."""
     layers: list[nn.Module] = [nn.Flatten()]
     d = spec.dim
     for w in widths:
-        layers += [BjorckLinear(d, int(w), iters), nn.ReLU()]
+        layers += [BjorckLinear(d, int(w), iters, bias=bias), nn.ReLU()]
         d = int(w)
-    layers.append(BjorckLinear(d, spec.num_classes, iters))
+    layers.append(BjorckLinear(d, spec.num_classes, iters, bias=bias))
     return _unnormalized(nn.Sequential(*layers))
 
 
+DOWNSAMPLED_KERNELS = ("divide", "keep")
+
+
+def conv_kernel(k: int, stride: int, rule: str) -> int:
+    """The kernel a stride-``stride`` k x k layer convolves with after ``stride`` x ``stride`` invertible
+    downsampling: ``divide`` gives k // stride, the same receptive field in input pixels (the authors' code,
+    ThomRC/sra models/architectures/mlp.py: (4, 3, 4, 3) -> (2, 3, 2, 3)); ``keep`` gives k (rsbench before
+    this option: a wider receptive field than the paper's network)."""
+    if rule not in DOWNSAMPLED_KERNELS:
+        raise ValueError(f"downsampled_kernel={rule!r} is invalid; valid values: {', '.join(DOWNSAMPLED_KERNELS)}")
+    if stride == 1 or rule == "keep":
+        return int(k)
+    if k % stride:
+        raise ValueError(f"kernel {k} is not a multiple of stride {stride} (downsampled_kernel=divide)")
+    return int(k) // int(stride)
+
+
 def sra_cnn(spec, channels: Sequence[int] = (8, 8, 16, 16), kernels: Sequence[int] = (4, 3, 4, 3),
-            strides: Sequence[int] = (2, 1, 2, 1), hidden: int = 512, iters: int = 30) -> nn.Module:
+            strides: Sequence[int] = (2, 1, 2, 1), hidden: int = 512, iters: int = 30, bias: bool = False,
+            downsampled_kernel: str = "divide") -> nn.Module:
     """App. C.1: BCOP convolutions with channels (8, 8, 16, 16), kernels (4, 3, 4, 3); stride 2 is invertible
-    downsampling before the convolution; one Björck FC layer of 512 units; ReLU everywhere; no pooling."""
+    downsampling before the convolution, whose kernel :func:`conv_kernel` sets (default: the authors' k // 2);
+    one Björck FC layer of 512 units; ReLU everywhere; no pooling; bias-free layers as in the authors' code
+    (``bias=True, downsampled_kernel=keep`` is the network rsbench trained before, which old checkpoints hold)."""
     layers: list[nn.Module] = []
     c, h, w = spec.shape
     for cout, k, s in zip(channels, kernels, strides, strict=True):
         if s == 2:
             layers.append(InvertibleDownsampling())
             c, h, w = 4 * c, h // 2, w // 2
-        layers += [BCOPConv2d(c, int(cout), int(k), iters), nn.ReLU()]
+        layers += [BCOPConv2d(c, int(cout), conv_kernel(int(k), int(s), downsampled_kernel), iters, bias=bias),
+                   nn.ReLU()]
         c = int(cout)
-    layers += [nn.Flatten(), BjorckLinear(c * h * w, int(hidden), iters), nn.ReLU(),
-               BjorckLinear(int(hidden), spec.num_classes, iters)]
+    layers += [nn.Flatten(), BjorckLinear(c * h * w, int(hidden), iters, bias=bias), nn.ReLU(),
+               BjorckLinear(int(hidden), spec.num_classes, iters, bias=bias)]
     return _unnormalized(nn.Sequential(*layers))
+
+
+# params an older checkpoint lacks took these values when it was trained (rsbench.models.checkpoint.load_model)
+sra_mlp.legacy_params = {"bias": True}
+sra_cnn.legacy_params = {"bias": True, "downsampled_kernel": "keep"}
 
 
 MODELS.register("sra_mlp")(sra_mlp)

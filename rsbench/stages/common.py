@@ -202,7 +202,8 @@ NEUTRAL_TRAIN = {"attack": (None, {"name": "none"}), "init_checkpoint": (None,),
                  "channels_last": ("auto",),
                  "loss": ({"name": "sce", "d": None, "var_x": None},), "warmup_steps": (0,),
                  "restart_period": (20,), "restart_mult": (2,), "adapt_every": (10,),
-                 "objective": ({"name": "gaussian"},), "noise_mixture": (None,)}
+                 "objective": ({"name": "gaussian"},), "noise_mixture": (None,), "warm_start": (None,),
+                 "adapt_at_start": (False,), "abort_below": (None,)}
 
 
 def default_model_path(cfg: DictConfig, spec: DatasetSpec, arch: str, params: dict[str, Any],
@@ -249,7 +250,8 @@ def train_and_save(cfg: DictConfig, arch: str, params: dict[str, Any], sigma: fl
             "train_pixels": pixel_counts(train_ds), "commit": commit, "machine": machine(device),
             "train_wall_s": metrics.get("train_wall_s"),
             "train_objective": None if is_neutral(tc.objective) else check_objective(tc.objective),
-            "train_noise_mixture": tc.noise_mixture}
+            "train_noise_mixture": tc.noise_mixture, "train_warm_start": tc.warm_start,
+            "train_optimizer": tc.optimizer}
     save_checkpoint(ckpt, model.to(memory_format=torch.contiguous_format), meta)
     if state_path is not None:
         state_path.unlink(missing_ok=True)

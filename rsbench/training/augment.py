@@ -3,7 +3,8 @@
 ``crop_flip`` is the CIFAR recipe of Cohen et al., SmoothAdv and MACER (torchvision's
 ``RandomCrop(32, padding=4)`` + ``RandomHorizontalFlip()``): each image is zero-padded by 4 pixels,
 a 32x32 window is cut at a uniformly random offset in [0, 8]^2, and the result is mirrored left-right
-with probability 1/2. It runs on training batches only; evaluation and certification never see it.
+with probability 1/2. ``flip`` is the mirror alone (the SRA authors' CIFAR-10 training). Augmentation runs
+on training batches only; evaluation and certification never see it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ def crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torc
     batch = torch.arange(b, device=x.device)[:, None, None]
     # gathered channels-last (B, H, W, C): returned as a (B, C, H, W) view in channels-last memory order
     return padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
+@AUGMENTS.register("flip")
+def flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each image of ``x`` (B, C, H, W) mirrored left-right with probability 1/2 (the SRA authors' CIFAR-10
+    training, ThomRC/sra trainers/trainer.py, which flips each whole batch with probability 1/2)."""
+    mirror = torch.rand(x.shape[0], generator=generator, device=generator.device).to(x.device) < 0.5
+    return torch.where(mirror[:, None, None, None], x.flip(-1), x)
 
 
 def resolve_augment(name: str, spec: DatasetSpec) -> str:

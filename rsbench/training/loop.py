@@ -29,13 +29,15 @@ from rsbench.results import ResultsCSV, format_row
 from rsbench.training.augment import AUGMENTS
 from rsbench.training.losses import make_loss
 from rsbench.training.objectives import StepContext, TrainingNoise, check_objective, is_neutral, make_objective
+from rsbench.training.optim import SraAdam
 from rsbench.training.state import GENERATORS, TrainState, load_train_state, save_train_state
 
-OPTIMIZERS: Registry = Registry("optimizer")
-OPTIMIZERS.register("sgd")(lambda params, lr, momentum, weight_decay: torch.optim.SGD(
-    params, lr=lr, momentum=momentum, weight_decay=weight_decay))
-OPTIMIZERS.register("adam")(lambda params, lr, momentum, weight_decay: torch.optim.Adam(
-    params, lr=lr, weight_decay=weight_decay))
+OPTIMIZERS: Registry = Registry("optimizer")  # (parameters, TrainConfig) -> optimizer
+OPTIMIZERS.register("sgd")(lambda params, tc: torch.optim.SGD(
+    params, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay))
+OPTIMIZERS.register("adam")(lambda params, tc: torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay))
+# the SRA authors' Adam: normalised gradients, moment warm-up of train.warmup_steps, restarted bias correction
+OPTIMIZERS.register("adam_sra")(lambda params, tc: SraAdam(params, lr=tc.lr, warmup=tc.warmup_steps))
 
 SCHEDULES: Registry = Registry("lr schedule")  # per-epoch schedules: (optimizer, TrainConfig) -> scheduler
 SCHEDULES.register("constant")(lambda opt, tc: torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0))
@@ -46,7 +48,7 @@ SCHEDULES.register("cosine")(lambda opt, tc: torch.optim.lr_scheduler.CosineAnne
 SCHEDULES.register("cosine_restarts")(lambda opt, tc: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
     opt, T_0=tc.restart_period, T_mult=tc.restart_mult))
 
-LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "test_acc", "test_acc_noisy", "time_s")
+LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "test_acc", "test_acc_noisy", "time_s", "logit_spread")
 
 
 @dataclass(frozen=True)
@@ -64,10 +66,13 @@ class TrainConfig:
     num_workers: int = 0
     attack: dict[str, Any] | None = None
     loss: dict[str, Any] | None = None  # {"name": sce | mh | mcr | mscr | zhen | sc_sce, **params}
+    warm_start: dict[str, Any] | None = None  # {"name": mh | sce | ..., "steps": N, **params}: that loss first
     warmup_steps: int = 0     # Adam moment warm-up: first steps update m and v only (SRA App. C.5: 2000)
     restart_period: int = 20  # cosine_restarts: n0
     restart_mult: int = 2     # cosine_restarts: m
     adapt_every: int = 10     # re-tune Björck iteration counts every this many epochs (1-Lipschitz layers)
+    adapt_at_start: bool = False  # also before the first step (the SRA authors' trainer; from 30 to ~1 at init)
+    abort_below: dict[str, Any] | None = None  # {"epoch": 100, "test_acc": 0.30}: stop a run that is below then
     augment: str = "none"     # a name in rsbench.training.augment.AUGMENTS (train.augment=auto resolved per dataset)
     channels_last: str = "auto"  # auto: conv nets on image batches train channels-last | off
     objective: dict[str, Any] | None = None  # {"name": gaussian | smoothadv | ..., **hyperparameters}; None: gaussian
@@ -89,6 +94,29 @@ class TrainConfig:
         require(0 < mix <= 1, f"train.attack.mix={mix} must lie in (0, 1]")
         return a
 
+    def warm_start_loss(self) -> tuple[int, Any]:
+        """(steps, loss function) of ``warm_start``: the first ``steps`` optimiser steps train with that loss,
+        the rest with ``loss`` (a departure from the SRA paper, which trains with one loss from the start)."""
+        spec = dict(self.warm_start or {})
+        steps = spec.pop("steps", None)
+        require(isinstance(steps, int) and not isinstance(steps, bool) and steps > 0,
+                f"train.warm_start.steps={steps!r} is invalid: give the number of steps (an integer > 0), e.g. "
+                "train.warm_start={name: mh, d: 1.0, steps: 500}")
+        require("name" in spec, "train.warm_start needs a loss name, e.g. "
+                "train.warm_start={name: mh, d: 1.0, steps: 500}")
+        return steps, make_loss(spec)
+
+    def abort_rule(self) -> tuple[int, float]:
+        """(epoch, least clean test accuracy) of ``abort_below``: the SRA authors' trainer abandons a CIFAR-10 run
+        whose test accuracy is below 0.30 at epoch 100 and trains it again (ThomRC/sra trainers/trainer.py)."""
+        rule = dict(self.abort_below or {})
+        epoch, acc = rule.get("epoch"), rule.get("test_acc")
+        require(set(rule) == {"epoch", "test_acc"} and isinstance(epoch, int) and epoch > 0
+                and isinstance(acc, (int, float)) and 0 <= acc <= 1,
+                f"train.abort_below={self.abort_below!r} is invalid: give {{epoch: E, test_acc: A}}, "
+                "E > 0 and 0 <= A <= 1, e.g. {epoch: 100, test_acc: 0.3}")
+        return epoch, float(acc)
+
     @classmethod
     def from_cfg(cls, cfg: dict[str, Any]) -> TrainConfig:
         tc = cls(**{k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg})
@@ -103,6 +131,16 @@ class TrainConfig:
             check_count("train.max_examples", tc.max_examples)
         tc.attack_params()
         make_loss(tc.loss)
+        if tc.abort_below is not None:
+            tc.abort_rule()
+        if tc.warm_start is not None:
+            steps, _ = tc.warm_start_loss()
+            require(steps > tc.warmup_steps, f"train.warm_start.steps={steps} ends inside the moment warm-up "
+                    f"(train.warmup_steps={tc.warmup_steps}), whose steps move no weight: the warm start counts "
+                    f"every step from the first, so give more than {tc.warmup_steps}")
+        require(tc.optimizer != "adam_sra" or tc.weight_decay == 0,
+                f"train.optimizer=adam_sra has no weight decay (the SRA authors' Adam): set train.weight_decay=0, "
+                f"not {tc.weight_decay}")
         require(tc.channels_last in ("auto", "off"),
                 f"train.channels_last={tc.channels_last!r} is invalid; valid values: auto, off")
         require(tc.warmup_steps >= 0, f"train.warmup_steps={tc.warmup_steps} must be >= 0")
@@ -110,8 +148,9 @@ class TrainConfig:
         if objective["name"] != "gaussian":
             require(tc.attack_params() is None, f"train.attack trains on attacks of the base model; "
                     f"train.objective={objective['name']} has its own: use one of them")
-            require(dict(tc.loss or {}).get("name", "sce") == "sce",
-                    f"train.loss applies to train.objective=gaussian; {objective['name']} defines its own loss")
+            require(dict(tc.loss or {}).get("name", "sce") == "sce" and tc.warm_start is None,
+                    f"train.loss and train.warm_start apply to train.objective=gaussian; {objective['name']} "
+                    "defines its own loss")
         if tc.noise_mixture is not None:
             require(isinstance(tc.noise_mixture, (list, tuple)) and len(tc.noise_mixture) >= 1,
                     f"train.noise_mixture={tc.noise_mixture!r} is invalid: give a list of sigmas, e.g. [0.25, 0.5]")
@@ -134,20 +173,50 @@ def batches(ds: Dataset, batch_size: int, shuffle: bool, generator: torch.Genera
                           num_workers=num_workers)
 
 
+# Below this logit spread (:func:`logit_spread`) the network has collapsed: its outputs are nearly one point.
+# Why 0.01: in a 1-Lipschitz network the margin radius (o_c - o_max) / sqrt 2 of an image can differ from
+# the others' by only a few spreads, so at 0.01 no image is certified more than ~0.02 beyond any other,
+# below the 0.05 step of the radius curves (robustness.cr_step); rsbench's SRA CNN starts at 0.031 on
+# CIFAR-10, collapsed MSCR runs measure 0.0004-0.0006, networks that learn 0.4-0.7, and a cross-entropy
+# ResNet several units (docs/REPRODUCTION.md, SRA on CIFAR-10).
+COLLAPSE_SPREAD = 0.01
+
+
+def logit_spread(logits: torch.Tensor) -> float:
+    """The mean over classes of each logit's standard deviation across images: 1/K sum_k std_i o_k(x_i)."""
+    return float(logits.double().std(0, correction=0).mean()) if len(logits) > 1 else float("nan")
+
+
 @torch.inference_mode()
-def accuracy(model: nn.Module, ds: Dataset, sigma: float, seed: int, device: torch.device,
-             batch_size: int = 500, limit: int | None = None) -> float:
-    """Top-1 accuracy on ``ds``, clean (sigma = 0) or under one seeded N(0, sigma^2 I) draw per image."""
+def evaluate(model: nn.Module, ds: Dataset, sigma: float, seed: int, device: torch.device,
+             batch_size: int = 500, limit: int | None = None) -> tuple[float, float]:
+    """(top-1 accuracy, :func:`logit_spread`) on ``ds``, clean (sigma = 0) or under one seeded
+    N(0, sigma^2 I) draw per image."""
     model.eval()
     g = torch.Generator(device=device).manual_seed(seed)
     right = total = 0
+    outs = []
     for x, y in batches(ds, batch_size, shuffle=False, limit=limit):
         x, y = x.to(device), y.to(device)
         if sigma > 0:
             x = x + sigma * torch.randn(x.shape, generator=g, device=device)
-        right += int((model(x).argmax(1) == y).sum())
+        out = model(x)
+        outs.append(out.float().cpu())
+        right += int((out.argmax(1) == y).sum())
         total += len(y)
-    return right / max(total, 1)
+    return right / max(total, 1), logit_spread(torch.cat(outs)) if outs else float("nan")
+
+
+def warn_collapse(spread: float, epoch: int, loss: dict[str, Any] | None) -> bool:
+    """One warning line when the clean test logits' spread is below :data:`COLLAPSE_SPREAD`; True if so."""
+    if not spread < COLLAPSE_SPREAD:  # NaN (one test image) never warns
+        return False
+    name = dict(loss or {}).get("name", "sce")
+    rslog.warning("the network's outputs have collapsed (logit spread %.2g < %g after epoch %d): every image gets "
+                  "nearly the same logits; with train.loss.name=%s from a random start, margins far below d make "
+                  "shrinking every output lower the loss; start with train.warm_start={name: mh, d: 1.0, steps: 500}",
+                  spread, COLLAPSE_SPREAD, epoch, name)
+    return True
 
 
 @contextmanager
@@ -160,7 +229,8 @@ def epoch_log(log_path: str | None, columns: tuple[str, ...], steps: int, desc: 
     """
     log = ResultsCSV(log_path, columns, key="epoch") if log_path else None
     if log:
-        text = ",".join(columns) + "\n" + "".join(format_row(r, columns) for r in rows or [])
+        # rows from an older training state may lack a column added since (logit_spread): left empty
+        text = ",".join(columns) + "\n" + "".join(format_row({c: "" for c in columns} | r, columns) for r in rows or [])
         atomic_write(log.path, lambda p: p.write_text(text))
         log.open()
     bar = progress(total=steps, desc=desc, unit="batch", initial=done)
@@ -185,10 +255,31 @@ def _step(opt: torch.optim.Optimizer, warm: bool) -> None:
         g["lr"] = lr
 
 
+def check_abort(tc: TrainConfig, rows: list[dict[str, Any]]) -> None:
+    """Stop (RsbenchError) when ``tc.abort_below``'s epoch is logged with a clean test accuracy below its bound."""
+    if tc.abort_below is None:
+        return
+    epoch, least = tc.abort_rule()
+    for row in rows:
+        if int(row["epoch"]) == epoch and float(row["test_acc"]) < least:
+            raise RsbenchError(f"training abandoned: clean test accuracy {float(row['test_acc']):.3f} < {least:g} "
+                               f"after epoch {epoch} (train.abort_below, the SRA authors' restart rule); train "
+                               "again with another seed")
+
+
+def adapt_iterations(model: nn.Module) -> None:
+    """Re-tune every Björck layer's iteration count to the least that meets its tolerance (SRA App. C.2.1)."""
+    for m in model.modules():
+        if hasattr(m, "adapt_iters"):
+            m.adapt_iters()
+
+
 def train_fingerprint(tc: TrainConfig, noise_sigma: float, seed: int) -> dict[str, Any]:
     """The loop's own settings a training checkpoint must match to be resumed (callers add model and data)."""
-    train = {k: v for k, v in dataclasses.asdict(tc).items() if k != "num_workers"}  # workers change no draw
-    for key, neutral in (("objective", is_neutral), ("noise_mixture", lambda v: v is None)):
+    # workers and the abort rule change no draw
+    train = {k: v for k, v in dataclasses.asdict(tc).items() if k not in ("num_workers", "abort_below")}
+    for key, neutral in (("objective", is_neutral), ("noise_mixture", lambda v: v is None),
+                         ("warm_start", lambda v: v is None), ("adapt_at_start", lambda v: not v)):
         if neutral(train[key]):  # settings added later enter only when set: older checkpoints still resume
             del train[key]
     return {"train": train, "noise_sigma": float(noise_sigma), "seed": int(seed)}
@@ -214,9 +305,10 @@ def train_model(model: nn.Module, train_ds: Dataset, test_ds: Dataset, tc: Train
     fmt = torch.channels_last if tc.channels_last == "auto" and prefers_channels_last(model, train_ds[0][0].shape) \
         else torch.contiguous_format
     model.to(device=device, memory_format=fmt)
-    opt = OPTIMIZERS.get(tc.optimizer)(model.parameters(), tc.lr, tc.momentum, tc.weight_decay)
+    opt = OPTIMIZERS.get(tc.optimizer)(model.parameters(), tc)
     sched = SCHEDULES.get(tc.schedule)(opt, tc)
     loss_fn = make_loss(tc.loss)
+    warm_steps, warm_fn = tc.warm_start_loss() if tc.warm_start is not None else (0, None)
     objective = make_objective(tc.objective)
     require(is_neutral(tc.objective) or noise_sigma > 0 or tc.noise_mixture,
             f"train.objective={check_objective(tc.objective)['name']} needs noise: train.noise_sigma must be > 0")
@@ -236,6 +328,10 @@ def train_model(model: nn.Module, train_ds: Dataset, test_ds: Dataset, tc: Train
     n_train = min(len(train_ds), tc.max_examples or len(train_ds))
     per_epoch = -(-n_train // tc.batch_size)
     metrics: dict[str, float] = dict(st.rows[-1]) if st.rows else {}
+    collapsed = False
+    check_abort(tc, st.rows)  # a resumed run that was abandoned stays abandoned
+    if tc.adapt_at_start and st.epoch == 0:
+        adapt_iterations(model)
     with epoch_log(log_path, LOG_COLUMNS, tc.epochs * per_epoch, "train", st.rows, st.epoch * per_epoch) as (log, bar):
         for epoch in range(st.epoch + 1, tc.epochs + 1):
             t0 = time.perf_counter()
@@ -250,7 +346,8 @@ def train_model(model: nn.Module, train_ds: Dataset, test_ds: Dataset, tc: Train
                     x = torch.cat([run_attack(spec, model, x[:m], y[:m], gens["attack"]), x[m:]])
                     loss, out = loss_fn(model, layout(x), y)
                 else:
-                    loss, out = objective(model, x, y, StepContext(noise, gens, epoch, loss_fn, layout))
+                    step_loss = warm_fn if st.step < warm_steps else loss_fn
+                    loss, out = objective(model, x, y, StepContext(noise, gens, epoch, step_loss, layout))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 _step(opt, warm=st.step < tc.warmup_steps)
@@ -262,20 +359,22 @@ def train_model(model: nn.Module, train_ds: Dataset, test_ds: Dataset, tc: Train
                 bar.set_postfix(epoch=epoch, loss=f"{loss_sum / seen:.3f}", refresh=False)
             sched.step()
             if epoch % tc.adapt_every == 0:
-                for m in model.modules():
-                    if hasattr(m, "adapt_iters"):
-                        m.adapt_iters()
+                adapt_iterations(model)
+            clean, spread = evaluate(model, test_ds, 0.0, seed, device, limit=eval_limit)
             metrics = {
                 "epoch": epoch, "lr": lr, "train_loss": loss_sum / seen, "train_acc": right / seen,
-                "test_acc": accuracy(model, test_ds, 0.0, seed, device, limit=eval_limit),
-                "test_acc_noisy": accuracy(model, test_ds, noise_sigma, seed, device, limit=eval_limit),
-                "time_s": time.perf_counter() - t0,
+                "test_acc": clean,
+                "test_acc_noisy": evaluate(model, test_ds, noise_sigma, seed, device, limit=eval_limit)[0],
+                "time_s": time.perf_counter() - t0, "logit_spread": spread,
             }
+            if not collapsed:
+                collapsed = warn_collapse(spread, epoch, tc.loss)
             st.epoch = epoch
             st.rows.append(metrics)
             if state_path is not None:  # the state first: a kill between the two still logs each epoch once
                 save_train_state(state_path, model, opt, sched, st, fingerprint)
             if log:
                 log.append(metrics)
+            check_abort(tc, st.rows)
     model.eval()
     return {**metrics, "train_wall_s": sum(float(r["time_s"]) for r in st.rows)}  # every epoch, across resumes

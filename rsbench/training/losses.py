@@ -6,6 +6,11 @@ Hinge losses on a certified radius: ReLU(d - eps(x, c)) (Sec. 4.1), with
     zhen    eps = Zhen et al.'s RS radius approximation eq. (9) at sigma_x = sqrt(var_x)
 and  mh (multiclass hinge sum_{i != c} max(0, d - (o_c - o_i))), sce (softmax cross-entropy) and sc_sce
 (cross-entropy of the propagated output means). K = 1 (1-Lipschitz networks).
+
+Units of d. For mscr and mcr, eps is a radius: the margin o_c - o_max divided by sqrt 2 (eq. 6). The
+authors' code (ThomRC/sra, models/losses.py) hinges the raw margin instead, relu(d' - (o_c - o_max)) and
+relu(d' + SM), so their d' = sqrt(2) d and their loss is sqrt(2) times this one: the authors' d' = 1.0 is
+d = 0.7071 here, and d = 1 here is their d' = 1.414. mh and zhen use the same d in both.
 """
 
 from __future__ import annotations
