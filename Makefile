@@ -7,7 +7,7 @@ TORCH   ?= torch==2.14.1 torchvision==0.29.1
 # Real datasets (MNIST, CIFAR-10 sample) for the reproductions; the demo and tests need none.
 export RSBENCH_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install demo test test-slow lint docs figures reproduce publish-cifar-cpu reproduce-engine mnist-models mog-figures idrs-figures dsmooth-figures sra-figures sra-seeds sra-cifar slurm-test bench objectives-mnist perf-sequential perf-sequential-methods smoke-cifar cifar-models cifar-figures faults clean
+.PHONY: install demo test test-slow lint docs figures reproduce publish-cifar-cpu reproduce-engine mnist-models mog-figures idrs-figures dsmooth-figures sra-figures sra-seeds sra-cifar sra-cifar-paper slurm-test bench objectives-mnist perf-sequential perf-sequential-methods smoke-cifar cifar-models cifar-figures faults clean
 
 install: $(VENV)/.installed
 
@@ -224,6 +224,23 @@ sra-cifar: install            ## SRA Fig. 7 counterpart on real CIFAR-10: MSCR, 
 	$(SRA_C) train.loss.name=mcr train.loss.d=1.0 $(SRA_WS) hydra.sweep.dir=$(CF)/sra/mcr_warm
 	$(SRA_C) train.loss.name=zhen train.loss.d=10 train.loss.var_x=0.16 $(SRA_WS) hydra.sweep.dir=$(CF)/sra/zhen_warm
 	$(BIN)/python scripts/sra_figures.py $(CF)/sra
+
+# The paper scale (App. C.5 and Sec. 4.4; a GPU job, not run here): 300 epochs, three trainings per loss, and the
+# authors' restart rule: a run below 0.30 clean test accuracy after epoch 100 is abandoned (train.abort_below) and
+# trained again with the next seed (up to three tries). SRA_PAPER_WS= adds a warm start (e.g. $(SRA_WS)).
+SRA_P := $(RS) robustness experiment=sra_cifar scale=paper "train.abort_below={epoch: 100, test_acc: 0.3}" $(SRA_PAPER_WS)
+sra-cifar-paper: install      ## SRA Fig. 7 at the paper scale (GPU): 300 epochs, 3 trainings per loss, the restart rule
+	for k in 0 1 2; do \
+		for s in $$k $$((k + 3)) $$((k + 6)); do \
+			$(SRA_P) train.loss.name=mscr train.loss.d=1.0 train.loss.var_x=0.01 seed=$$s \
+				hydra.run.dir=$(FIG)/cifar/sra_paper/mscr/seed-$$s && break; done; \
+		for s in $$k $$((k + 3)) $$((k + 6)); do \
+			$(SRA_P) train.loss.name=mcr train.loss.d=1.0 seed=$$s hydra.run.dir=$(FIG)/cifar/sra_paper/mcr/seed-$$s \
+				&& break; done; \
+		for s in $$k $$((k + 3)) $$((k + 6)); do \
+			$(SRA_P) train.loss.name=zhen train.loss.d=10 train.loss.var_x=0.16 seed=$$s \
+				hydra.run.dir=$(FIG)/cifar/sra_paper/zhen/seed-$$s && break; done; done
+	$(BIN)/python scripts/sra_figures.py $(FIG)/cifar/sra_paper
 
 reproduce: reproduce-engine mog-figures idrs-figures dsmooth-figures sra-figures sra-seeds cifar-figures   ## recompute every paper figure
 

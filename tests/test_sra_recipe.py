@@ -309,3 +309,30 @@ def test_sra_figures_labels_the_warm_start_and_pairs_two_networks_point_by_point
     assert f"{a} minus {b}: margin ACR" in rows and f"{a} minus {b}: RS r=0.2" in rows
     assert "0.0750" in rows[f"{a} minus {b}: margin ACR"]   # 0.15 - 0.075
     assert "0.5000" in rows[f"{a} minus {b}: RS r=0.2"]     # 2/4 - 0/4
+
+
+def test_abort_below_stops_a_run_under_the_bound_and_a_resume_stays_stopped(tmp_path) -> None:
+    """The SRA authors' restart rule: a run whose clean test accuracy is below the bound after the epoch is
+    abandoned with a one-line error; its training checkpoint, resumed, is abandoned again, not continued."""
+    ds, spec = load_split("mnist5k", "train")
+    test, _ = load_split("mnist5k", "test")
+
+    def train(rule, epochs=2):
+        torch.manual_seed(0)
+        model = build_model("sra_mlp", spec, {"widths": [16], "iters": 4})
+        tc = loop.TrainConfig(epochs=epochs, batch_size=32, optimizer="adam", lr=0.01, momentum=0.9, weight_decay=0.0,
+                              schedule="constant", step_size=1, gamma=1.0, max_examples=64, abort_below=rule)
+        return loop.train_model(model, ds, test, tc, 0.0, 0, torch.device("cpu"), eval_limit=64,
+                                state_path=tmp_path / "state.pt")
+
+    with pytest.raises(RsbenchError, match=r"training abandoned: clean test accuracy 0\.\d+ < 1 after epoch 1"):
+        train({"epoch": 1, "test_acc": 1.0})
+    assert (tmp_path / "state.pt").exists()
+    with pytest.raises(RsbenchError, match="training abandoned"):
+        train({"epoch": 1, "test_acc": 1.0})                # the same run, resumed
+    (tmp_path / "state.pt").unlink()
+    assert train({"epoch": 1, "test_acc": 0.0})["epoch"] == 2
+    with pytest.raises(RsbenchError, match=r"train.abort_below=\{'epoch': 100\} is invalid"):
+        loop.TrainConfig.from_cfg(dict(epochs=1, batch_size=8, optimizer="adam", lr=0.1, momentum=0.9,
+                                       weight_decay=0.0, schedule="constant", step_size=1, gamma=1.0,
+                                       abort_below={"epoch": 100}))
