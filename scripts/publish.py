@@ -10,7 +10,8 @@ its last epoch (on the dataset's test split: for CIFAR-10, the 1,017 genuine tes
 wall time (the sum of its epochs, across resumes). `model.checkpoint=outputs/published/models/NAME.pt`
 then checks that sha256 before loading.
 
-results: copies RUN_DIR's certify.csv (or predict.csv), its fingerprint and Hydra's config.yaml and overrides.yaml to
+results: copies RUN_DIR's certify.csv (or predict.csv; or an `rsbench robustness` run's points.csv, rs.csv,
+curves.csv and summary.json), its fingerprint and Hydra's config.yaml and overrides.yaml to
 outputs/published/results/DEST/, so `make figures` redraws every published table from them.
 """
 
@@ -28,6 +29,8 @@ from rsbench.models.checkpoint import read_checkpoint
 from rsbench.models.manifest import add_to_manifest
 
 ROOT = Path(__file__).resolve().parents[1] / "outputs" / "published"
+# rsbench robustness: per-point margin radii, per-point RS certificates, the curves and the summary
+ROBUSTNESS_FILES = ("points.csv", "rs.csv", "curves.csv", "summary.json")
 
 
 def publish_model(run: Path, name: str, command: str, commit: str | None, machine: str | None) -> None:
@@ -56,8 +59,10 @@ def publish_results(run: Path, dest: str) -> None:
     target = ROOT / "results" / dest
     target.mkdir(parents=True, exist_ok=True)
     csvs = [p for p in (run / "certify.csv", run / "predict.csv") if p.is_file()]
+    if (run / "summary.json").is_file() and (run / "points.csv").is_file():  # rsbench robustness (SRA)
+        csvs += [p for p in (run / n for n in ROBUSTNESS_FILES) if p.is_file()]
     if not csvs:
-        raise RsbenchError(f"{run} holds no certify.csv or predict.csv")
+        raise RsbenchError(f"{run} holds no certify.csv, predict.csv or robustness results (summary.json, points.csv)")
     for p in [*csvs, *run.glob("*.fingerprint.json")]:
         shutil.copyfile(p, target / p.name)
     (target / ".hydra").mkdir(exist_ok=True)

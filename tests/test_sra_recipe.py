@@ -224,7 +224,7 @@ def test_cli_records_the_recipe_and_logs_the_spread(tmp_path) -> None:
              "train.adapt_at_start=true", f"hydra.run.dir={run}"], tmp_path)
     meta = torch.load(run / "model.pt", weights_only=True)["meta"]
     assert meta["train_warm_start"] == {"name": "mh", "d": 1.0, "steps": 1}
-    assert meta["train_optimizer"] == "adam_sra"
+    assert meta["train_optimizer"] == "adam_sra" and meta["train_loss"] == {"name": "mscr", "d": 1.0, "var_x": 0.01}
     header, row = (run / "train_log.csv").read_text().splitlines()[:2]
     spread = float(row.split(",")[header.split(",").index("logit_spread")])
     assert math.isfinite(spread) and spread > 0

@@ -250,7 +250,7 @@ def train_and_save(cfg: DictConfig, arch: str, params: dict[str, Any], sigma: fl
             "train_pixels": pixel_counts(train_ds), "commit": commit, "machine": machine(device),
             "train_wall_s": metrics.get("train_wall_s"),
             "train_objective": None if is_neutral(tc.objective) else check_objective(tc.objective),
-            "train_noise_mixture": tc.noise_mixture, "train_warm_start": tc.warm_start,
+            "train_noise_mixture": tc.noise_mixture, "train_loss": tc.loss, "train_warm_start": tc.warm_start,
             "train_optimizer": tc.optimizer}
     save_checkpoint(ckpt, model.to(memory_format=torch.contiguous_format), meta)
     if state_path is not None:

@@ -104,7 +104,9 @@ def robustness(cfg: DictConfig, out: Path) -> None:
     summary = {
         "dataset": spec.name, "arch": meta.get("arch"), "checkpoint": meta.get("checkpoint"), "seed": int(cfg.seed),
         "points": len(indices),
-        "loss": plain(cfg.train).get("loss"), "warm_start": meta.get("train_warm_start"), "lipschitz": lip,
+        # the network's own training settings where its checkpoint records them (older ones: the config's)
+        "loss": meta.get("train_loss", plain(cfg.train).get("loss")), "warm_start": meta.get("train_warm_start"),
+        "lipschitz": lip,
         "clean_acc": float(ok.mean()),
         "auc_cr_margin": auc_cr(radius, ok, step), "auc_cr_rs": auc_cr(rs["radius"].to_numpy(),
                                                                          rs["correct"].to_numpy(bool), step),
