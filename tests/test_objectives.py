@@ -126,11 +126,52 @@ def test_smoothadv_attacks_to_the_warmed_up_radius_and_trains_there() -> None:
     s = [0.6 - eps_t + 0.1, 0.6 - eps_t - 0.1]  # w.(x' + delta_i)
     want = sum(math.log(1 + math.exp(-2 * v)) for v in s) / 2  # CE of logits (v, -v) at label 0
     got = _run("smoothadv", model, x, y, _step(draws, epoch=5), eps=0.4, steps=5, m=2, warmup_epochs=10,
-               random_start=False)
+               random_start=False, attack="pgd", ddn_gamma=0.05)
     assert got == pytest.approx(want, 1e-9)
     after = _run("smoothadv", model, x, y, _step(draws, epoch=12), eps=0.4, steps=5, m=2, warmup_epochs=10,
-                 random_start=False)
+                 random_start=False, attack="pgd", ddn_gamma=0.05)
     assert after == pytest.approx(sum(math.log(1 + math.exp(-2 * v)) for v in (0.6 - 0.4 + 0.1, 0.6 - 0.4 - 0.1)) / 2)
+
+
+class Halfspace(nn.Module):
+    """Two-class logits (k s, -k s), s = x_0 - 0.3, k = 20: the boundary x_0 = 0.3."""
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        s = 20.0 * (t.flatten(1)[:, 0] - 0.3)
+        return torch.stack([s, -s], 1)
+
+
+def test_ddn_finds_the_smallest_adversary_of_the_smoothed_halfspace_within_its_bound() -> None:
+    """Logits (k s, -k s), s = w.x - b: the smoothed classifier (noise symmetric about 0, draws +-0.05 along w)
+    flips exactly where s = 0, at distance 0.3 from x along -w. DDN's best adversary lies just past it (its
+    norm shrinks by gamma after each success); under a bound of 0.2 it is projected onto the ball, as SmoothAdv
+    renormalises it: x - 0.2 w, still classified correctly."""
+    from rsbench.attacks.smoothed import smoothed_ddn
+
+    x, y = torch.tensor([[0.6, 0.5]], dtype=torch.float64), torch.tensor([0])
+    noises = torch.tensor([[[0.05, 0.0]], [[-0.05, 0.0]]], dtype=torch.float64)
+    adv = smoothed_ddn(Halfspace(), x, y, noises, max_norm=1.0, steps=60, gamma=0.05, init_norm=1.0, levels=None)
+    dist = float((adv - x).norm())
+    assert 0.3 <= dist <= 0.3 * 1.1 and float(adv[0, 0]) < 0.3      # past the boundary, at most 10 % beyond
+    assert abs(float(adv[0, 1] - x[0, 1])) < 0.02                      # along -w
+    bounded = smoothed_ddn(Halfspace(), x, y, noises, max_norm=0.2, steps=60, gamma=0.05, levels=None)
+    assert torch.allclose(bounded, x - torch.tensor([[0.2, 0.0]], dtype=torch.float64), atol=0.02)
+    assert float((bounded - x).norm()) <= 0.2 + 1e-12
+
+
+def test_smoothadv_with_ddn_trains_on_the_adversary() -> None:
+    """attack=ddn: the loss is CE at DDN's adversary, just past the boundary at distance 0.1 (CE a little above
+    ln 2); PGD at the same bound walks to x_0 = 0 (CE about 6)."""
+    model = Halfspace()
+    x, y = torch.tensor([[0.4, 0.5]], dtype=torch.float64), torch.tensor([0])
+    draws = [[[0.0, 0.0]], [[0.0, 0.0]]]
+    clean = _run("smoothadv", model, x, y, _step(draws, epoch=1), eps=1.0, steps=40, m=2, warmup_epochs=0,
+                 random_start=False, attack="pgd", ddn_gamma=0.05)
+    ddn = _run("smoothadv", model, x, y, _step(draws, epoch=1), eps=1.0, steps=40, m=2, warmup_epochs=0,
+               random_start=False, attack="ddn", ddn_gamma=0.05)
+    assert math.log(2) < ddn < 2.0 < clean
+    with pytest.raises(RsbenchError, match="train.objective.attack='fgsm' is invalid; valid values: pgd, ddn"):
+        check_objective({"name": "smoothadv", **{**DEFAULTS["smoothadv"], "attack": "fgsm"}})
 
 
 def test_smoothmix_path_and_loss_by_hand() -> None:
@@ -223,7 +264,7 @@ def _net() -> nn.Module:
 
 
 DEFAULTS = {
-    "smoothadv": dict(eps=0.5, steps=2, m=2, warmup_epochs=2, random_start=True),
+    "smoothadv": dict(eps=0.5, steps=2, m=2, warmup_epochs=2, random_start=True, attack="pgd", ddn_gamma=0.05),
     "consistency": dict(m=2, lbd=10.0, eta=0.5),
     "stability": dict(gamma=2.0),
     "macer": dict(m=4, beta=16.0, gamma=8.0, lbd=16.0, deferred_epochs=1),

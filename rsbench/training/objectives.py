@@ -13,7 +13,8 @@ KL(p || q) = sum_c p_c (log p_c - log q_c), H(p) = -sum_c p_c log p_c. Batch mea
                  correctly classified points with xi <= gamma, xi = Phi^-1(z_top1) - Phi^-1(z_top2), z the soft
                  smoothed classifier of beta f (inverse temperature beta); lbd = 0 for the first deferred epochs.
     smoothadv    Salman et al. 2019: x' = SmoothAdv's PGD on -log p_bar_y(x') with the m draws fixed
-                 (rsbench.attacks.smoothed), ||x' - x||_2 <= eps_t, eps_t = eps min(1, epoch / warmup);
+                 (rsbench.attacks.smoothed), ||x' - x||_2 <= eps_t, eps_t = eps min(1, epoch / warmup), or
+                 DDN (attack=ddn: the smallest adversary of p_bar within eps_t, started at norm eps_t);
                  L = (1/m) sum_i CE(f(x' + delta_i), y).
     smoothmix    Jeong et al. 2021, eq. (7)-(9): x_T after T normalised-gradient steps (step alpha) up
                  -log p_bar_y, x_0 the clean side (x, or the one-step adversary with mix_step = 1),
@@ -41,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rsbench.attacks.l2 import _per_example_norm, l2_pgd, project_l2
-from rsbench.attacks.smoothed import smoothed_nll
+from rsbench.attacks.smoothed import smoothed_ddn, smoothed_nll
 from rsbench.errors import RsbenchError, require
 from rsbench.models.registry import frozen_parameters
 from rsbench.noise.mixture import GaussianMixtureNoise
@@ -150,13 +151,16 @@ def macer(model: nn.Module, x: Tensor, y: Tensor, step: StepContext, m: int, bet
 
 @OBJECTIVES.register("smoothadv")
 def smoothadv(model: nn.Module, x: Tensor, y: Tensor, step: StepContext, eps: float, steps: int, m: int,
-              warmup_epochs: int, random_start: bool) -> tuple[Tensor, Tensor]:
+              warmup_epochs: int, random_start: bool, attack: str, ddn_gamma: float) -> tuple[Tensor, Tensor]:
     eps_t = eps * min(1.0, step.epoch / warmup_epochs) if warmup_epochs > 0 else eps
     deltas = step.deltas(x, m)
     training = model.training
     model.eval()  # the authors attack with batch-norm statistics frozen
-    x_adv = l2_pgd(model, x, y, eps_t, steps, 2 * eps_t / steps, random_start, step.generators["attack"],
-                   loss=smoothed_nll(model, deltas, y))
+    if attack == "ddn":  # the norm bound and DDN's starting norm both warm up (SmoothAdv's train_pgd.py)
+        x_adv = smoothed_ddn(model, x, y, deltas, eps_t, steps, ddn_gamma, init_norm=eps_t)
+    else:
+        x_adv = l2_pgd(model, x, y, eps_t, steps, 2 * eps_t / steps, random_start, step.generators["attack"],
+                       loss=smoothed_nll(model, deltas, y))
     model.train(training)
     logits = step.logits(model, x_adv, deltas)
     return F.cross_entropy(logits.flatten(0, 1), y.repeat(m)), logits[0]
@@ -206,6 +210,7 @@ def smoothmix(model: nn.Module, x: Tensor, y: Tensor, step: StepContext, m: int,
 
 
 FIXED = ("model", "x", "y", "step")
+SMOOTHADV_ATTACKS = ("pgd", "ddn")
 
 
 def objective_params(name: str) -> list[str]:
@@ -228,6 +233,11 @@ def check_objective(spec: dict[str, Any] | None) -> dict[str, Any]:
         if key in params:
             require(isinstance(params[key], (int, float)) and params[key] >= 0,
                     f"train.objective.{key}={params[key]!r} is invalid: it must be a number >= 0")
+    if name == "smoothadv":
+        require(params["attack"] in SMOOTHADV_ATTACKS, f"train.objective.attack={params['attack']!r} is invalid; "
+                f"valid values: {', '.join(SMOOTHADV_ATTACKS)}")
+        require(isinstance(params["ddn_gamma"], (int, float)) and 0 < params["ddn_gamma"] < 1,
+                f"train.objective.ddn_gamma={params['ddn_gamma']!r} is invalid: it must lie in (0, 1)")
     if name == "smoothmix":
         require(0 <= params["mix_step"] < params["steps"],
                 f"train.objective.mix_step={params['mix_step']} must lie in [0, steps = {params['steps']})")
