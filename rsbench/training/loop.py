@@ -214,7 +214,8 @@ def warn_collapse(spread: float, epoch: int, loss: dict[str, Any] | None) -> boo
     name = dict(loss or {}).get("name", "sce")
     rslog.warning("the network's outputs have collapsed (logit spread %.2g < %g after epoch %d): every image gets "
                   "nearly the same logits; with train.loss.name=%s from a random start, margins far below d make "
-                  "shrinking every output lower the loss; start with train.warm_start={name: mh, d: 1.0, steps: 500}",
+                  "shrinking every output lower the loss while most images are misclassified; train with "
+                  "train.warm_start={name: mh, d: 1.0, steps: N} until most training images are right",
                   spread, COLLAPSE_SPREAD, epoch, name)
     return True
 
