@@ -114,6 +114,9 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
         os.replace(target, path)
         fsync_dir(path.parent)
     except (OSError, RuntimeError) as exc:
+        interrupt = _interrupt_in(exc)
+        if interrupt is not None:  # Ctrl-C or SIGTERM inside torch.save surfaces as a C++ RuntimeError
+            raise interrupt from None
         cause = exc if isinstance(exc, OSError) else exc.__context__  # torch.save wraps the OSError
         if not isinstance(cause, OSError):
             raise
@@ -121,6 +124,18 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def _interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt (or its Terminated subclass) behind ``exc``'s chain of causes, if any."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def torch_writer(obj: Any) -> Callable[[Path], None]:

@@ -208,3 +208,34 @@ def test_fault_injection_script(tmp_path) -> None:
                             cwd=REPO, capture_output=True, text=True, timeout=3000)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert result.stdout.count("identical to the reference") == 3
+
+
+def test_an_interrupt_inside_torch_save_stays_an_interrupt(tmp_path) -> None:
+    """Ctrl-C (or SIGTERM) while torch.save writes reaches atomic_write as torch's C++ RuntimeError
+    ("unexpected pos"); it must come out as the KeyboardInterrupt the CLI reports as resumable, leaving nothing."""
+    import io
+
+    import torch
+
+    from rsbench.cache import atomic_write
+
+    class Interrupted(io.RawIOBase):
+        def __init__(self, fh, at: int) -> None:
+            self.fh, self.at, self.calls = fh, at, 0
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b) -> int:
+            self.calls += 1
+            if self.calls == self.at:
+                raise KeyboardInterrupt
+            return self.fh.write(b)
+
+    def writer(path) -> None:
+        with open(path, "wb") as fh:
+            torch.save({"w": torch.zeros(100_000)}, Interrupted(fh, 3))
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "state.pt", writer)
+    assert list(tmp_path.iterdir()) == []
