@@ -38,9 +38,9 @@ def test_sra_cnn_has_the_authors_kernels_and_no_biases() -> None:
     assert [c.k for c in _convs(legacy)] == [4, 3, 4, 3]         # rsbench's network before the option
     assert len([n for n, _ in legacy.named_parameters() if n.endswith("bias")]) == 6
     assert conv_kernel(4, 2, "divide") == 2 and conv_kernel(3, 1, "divide") == 3
-    with pytest.raises(ValueError, match="not a multiple of stride 2"):
+    with pytest.raises(RsbenchError, match="not a multiple of stride 2"):
         conv_kernel(3, 2, "divide")
-    with pytest.raises(ValueError, match="valid values: divide, keep"):
+    with pytest.raises(RsbenchError, match="valid values: divide, keep"):
         conv_kernel(4, 2, "halve")
 
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rsbench.errors import RsbenchError
 from rsbench.models.registry import MODELS
 
 
@@ -284,11 +285,13 @@ def conv_kernel(k: int, stride: int, rule: str) -> int:
     ThomRC/sra models/architectures/mlp.py: (4, 3, 4, 3) -> (2, 3, 2, 3)); ``keep`` gives k (rsbench before
     this option: a wider receptive field than the paper's network)."""
     if rule not in DOWNSAMPLED_KERNELS:
-        raise ValueError(f"downsampled_kernel={rule!r} is invalid; valid values: {', '.join(DOWNSAMPLED_KERNELS)}")
+        raise RsbenchError(f"model.params.downsampled_kernel={rule!r} is invalid; valid values: "
+                           f"{', '.join(DOWNSAMPLED_KERNELS)}")
     if stride == 1 or rule == "keep":
         return int(k)
     if k % stride:
-        raise ValueError(f"kernel {k} is not a multiple of stride {stride} (downsampled_kernel=divide)")
+        raise RsbenchError(f"model.params.kernels: kernel {k} is not a multiple of stride {stride} "
+                           "(downsampled_kernel=divide)")
     return int(k) // int(stride)
 
 
