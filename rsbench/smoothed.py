@@ -52,6 +52,9 @@ class Smoothed:
     points_per_batch: int = 1
     compile: bool = False
     pool: ForwardPool | None = field(default=None, init=False)
+    # shared draws (:meth:`share_draws`): the counts of every point, reused by Smoothed objects of the same
+    # model and sampling settings whose methods draw the same way
+    memo: dict | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -93,7 +96,14 @@ class Smoothed:
         """Monte Carlo access to point ``x`` (noise stream ``idx``) under the method's noise."""
         model, pushforward, *base = self._sampling
         return PointSampler(model, self.method.noise, x, idx, self.num_classes, self.batch, seed, pushforward,
-                            self.channels_last, PRECISIONS[self.precision], self.pool, *base)
+                            self.channels_last, PRECISIONS[self.precision], self.pool, *base, memo=self.memo)
+
+    def share_draws(self, memo: dict) -> None:
+        """Read and record every Monte Carlo count in ``memo``: a call already made with the same (seed, idx,
+        n, phase, stream, noise, ...) by another Smoothed sharing ``memo`` returns those counts instead of drawing
+        again. Share one memo only among Smoothed objects of the same model, points and sampling settings (the
+        certify stage's ``method.certificate=[...]`` does); rows are then those each would give alone."""
+        self.memo = memo
 
     def _tagged(self, fields: dict[str, Any]) -> dict[str, Any]:
         return fields if self.precision == "fp32" else {**fields, "precision": self.precision}

@@ -198,6 +198,9 @@ class PointSampler:
     precision: torch.dtype | None = None
     pool: Any = None  # a ForwardPool: the counts of concurrent samplers run as one class_counts_many
     base: nn.Module | None = None  # with a pool: the plain model those run (``model`` pools single calls)
+    # shared draws: counts already drawn for this point by another method over the same model, data and sampling
+    # settings (e.g. two certificates of one noise), keyed by everything that seeds and shapes a call
+    memo: dict | None = None
 
     def __post_init__(self) -> None:
         with torch.inference_mode(), autocast(self.x.device, self.precision):
@@ -206,6 +209,19 @@ class PointSampler:
     def counts(self, num: int, phase: int, noise: Noise | None = None, stream: tuple[int, ...] = (),
                temperature: float | None = None, start: int = 0, squares: bool = False) -> torch.Tensor:
         noise = noise or self.noise
+        key = (self.seed, self.idx, num, phase, stream, noise, temperature, start, squares)
+        if self.memo is not None:
+            try:
+                hit = self.memo.get(key)
+            except TypeError:  # a noise that cannot be hashed is never shared
+                return self._draw(num, phase, noise, stream, temperature, start, squares)
+            if hit is None:
+                hit = self.memo[key] = self._draw(num, phase, noise, stream, temperature, start, squares)
+            return hit.clone()
+        return self._draw(num, phase, noise, stream, temperature, start, squares)
+
+    def _draw(self, num: int, phase: int, noise: Noise, stream: tuple[int, ...], temperature: float | None,
+              start: int, squares: bool) -> torch.Tensor:
         model = self.model if self.base is None else self.base
 
         def many(items: list[tuple[torch.Tensor, int]]) -> list[torch.Tensor]:

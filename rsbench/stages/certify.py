@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from pathlib import Path
 
 import hydra
 import pandas as pd
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from rsbench.analysis.curves import format_table, mark_unsound, summary_table
 from rsbench.analysis.intervals import check_level
+from rsbench.cache import atomic_write
 from rsbench.certify.bounds import max_certifiable_p, n_to_reach
 from rsbench.certify.sequential import SequentialSpec
 from rsbench.errors import check_count, check_positive, check_probability, require
 from rsbench.plot.certified_accuracy import plot_certified_accuracy
-from rsbench.stages.common import CONF_DIR, log, plain, run_stage
+from rsbench.stages.common import CONF_DIR, log, plain, run_dir_lock, run_stage
 from rsbench.stages.points import prepare_point_run
 
 BASE_COLUMNS = ("idx", "label", "predict", "radius", "correct", "time_s")
@@ -52,6 +54,52 @@ def warn_radius_cap(method, n: int, alpha: float, largest: float) -> None:
 
 
 def certify(cfg: DictConfig, out: Path) -> None:
+    """One certify run in ``out``; with ``method.certificate=[a, b, ...]``, one run per certificate in
+    ``out/certificate-<a>``, ... that share their Monte Carlo draws (:func:`certify_shared`)."""
+    certificates = cfg.method.get("certificate")
+    if isinstance(certificates, ListConfig | list | tuple):
+        certify_shared(cfg, out, [str(c) for c in certificates])
+    else:
+        certify_run(cfg, out)
+
+
+def certify_shared(cfg: DictConfig, out: Path, certificates: list[str]) -> None:
+    """``method.certificate=[a, b, ...]``: the run each certificate gives alone (``method.certificate=a``, its own
+    fingerprint, CSV and figure), in ``out/certificate-a``, ...; one sampling pass serves every certificate that
+    draws the same way (e.g. MoG's paper and pooled certificates both bound the pooled count of N mixture
+    draws), so its rows are those of separate runs (``time_s`` aside: a run that reuses draws times only its own
+    arithmetic). Each sub-run resumes on its own and can be re-run alone with its single certificate."""
+    from rsbench.methods import make_method
+
+    require(len(certificates) > 0 and len(set(certificates)) == len(certificates),
+            f"method.certificate={certificates} must list distinct certificates")
+    subs = []
+    for name in certificates:
+        sub = copy.deepcopy(cfg)
+        with open_dict(sub):
+            sub.method.certificate = name
+        make_method(plain(sub.method))  # every certificate is valid before any run dir is made
+        subs.append((name, sub))
+    memo: dict = {}
+    tables = {}
+    for name, sub in subs:
+        sub_out = out / f"certificate-{name}"
+        (sub_out / ".hydra").mkdir(parents=True, exist_ok=True)
+        with run_dir_lock(sub_out, "certify"):
+            # the config the run would have alone: what plot, verify and replicate grouping read
+            atomic_write(sub_out / ".hydra" / "config.yaml", lambda tmp, sub=sub: OmegaConf.save(sub, tmp))
+            tables.update(certify_run(sub, sub_out, memo))
+    print(f"\n{out}: {len(subs)} certificates, draws shared where they coincide")
+    print(format_table(summary_table(tables, list(cfg.radii), check_level(cfg.get("ci_level")))), flush=True)
+    unsound = [label for label in tables if label.endswith("unsound)")]
+    if unsound:  # the last thing the user reads
+        log.warning("radii of %s are NOT sound (sound=False): they are not proofs", "; ".join(unsound))
+
+
+def certify_run(cfg: DictConfig, out: Path, memo: dict | None = None) -> dict[str, pd.DataFrame]:
+    """Cohen et al.'s CERTIFY at every selected test point into ``out/certify.csv`` (resuming); ``memo``: draws
+    shared with other runs of this invocation (:meth:`rsbench.smoothed.Smoothed.share_draws`). Returns
+    {label: rows} for the summary table."""
     c = cfg.certify
     n0, n = check_count("certify.n0", c.n0), check_count("certify.n", c.n)
     alpha = check_probability("certify.alpha", c.alpha)
@@ -72,6 +120,8 @@ def certify(cfg: DictConfig, out: Path) -> None:
 
         attack = check_attack(attack, "certify.attack")
     run = prepare_point_run(cfg, "certify", out, settings)
+    if memo is not None:
+        run.smoothed.share_draws(memo)
     method = run.method
     if getattr(method, "warning", None):
         log.warning(method.warning)
@@ -98,6 +148,7 @@ def certify(cfg: DictConfig, out: Path) -> None:
     if label != method.label():  # the last thing the user reads
         log.warning("radii in %s are NOT sound (sound=False; certificate %s): they are not proofs. %s",
                     run.csv_path, df["certificate"].iloc[0] if "certificate" in df else "?", method.warning or "")
+    return {label: df}
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="certify")

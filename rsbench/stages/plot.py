@@ -19,14 +19,14 @@ from rsbench.stages.common import CONF_DIR, log, plain, run_stage
 
 
 def csvs_of(run: str) -> list[Path]:
-    """A certify.csv (or a per-image TSV of Cohen et al.), a run dir holding one, or a sweep dir whose run dirs
-    hold one each."""
+    """A certify.csv (or a per-image TSV of Cohen et al.), a run dir holding one, a run of several certificates
+    (``certificate-*/certify.csv``), or a sweep dir of either."""
     p = Path(run)
     if p.is_file():
         return [p]
     if (p / "certify.csv").is_file():
         return [p / "certify.csv"]
-    found = sorted(p.glob("*/certify.csv")) if p.is_dir() else []
+    found = sorted([*p.glob("*/certify.csv"), *p.glob("*/certificate-*/certify.csv")]) if p.is_dir() else []
     require(len(found) > 0, f"plot input {run} is neither a certify.csv nor a (sweep) dir holding one")
     return found
 
