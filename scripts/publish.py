@@ -12,7 +12,9 @@ then checks that sha256 before loading.
 
 results: copies RUN_DIR's certify.csv (or predict.csv; or an `rsbench robustness` run's points.csv, rs.csv,
 curves.csv and summary.json), its fingerprint and Hydra's config.yaml and overrides.yaml to
-outputs/published/results/DEST/, so `make figures` redraws every published table from them.
+outputs/published/results/DEST/, so `make figures` redraws every published table from them. A sweep dir, or
+a run of several certificates (`method.certificate=[...]`: certificate-*/), is published run by run under the
+same relative paths.
 """
 
 from __future__ import annotations
@@ -56,6 +58,15 @@ def publish_model(run: Path, name: str, command: str, commit: str | None, machin
 
 
 def publish_results(run: Path, dest: str) -> None:
+    """Copy a run's result files (and its saved config) to ``results/<dest>``; a sweep dir, or a run of several
+    certificates (``certificate-*``), is published run by run under the same relative paths."""
+    if not any((run / n).is_file() for n in ("certify.csv", "predict.csv", "summary.json")):
+        runs = sorted({p.parent for p in [*run.glob("*/certify.csv"), *run.glob("*/certificate-*/certify.csv"),
+                                          *run.glob("certificate-*/certify.csv")]})
+        if runs:
+            for sub in runs:
+                publish_results(sub, f"{dest}/{sub.relative_to(run)}")
+            return
     target = ROOT / "results" / dest
     target.mkdir(parents=True, exist_ok=True)
     csvs = [p for p in (run / "certify.csv", run / "predict.csv") if p.is_file()]

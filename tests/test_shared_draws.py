@@ -7,6 +7,7 @@ count, so the second of them draws nothing; componentwise shares only the select
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pandas as pd
@@ -14,7 +15,7 @@ import pytest
 
 from rsbench import cli
 from rsbench.certify import sampling
-from tests.conftest import TINY_CERTIFY, read_rows, run_cli
+from tests.conftest import REPO, TINY_CERTIFY, read_rows, run_cli
 
 K = 3
 MOG = ["method=mog", f"K={K}", "method.sigma_min=0.12", "method.sigma_max=0.25"]
@@ -89,6 +90,16 @@ def test_shared_run_resumes_and_each_sub_run_stands_alone(tmp_path, tiny_model, 
     table = pd.read_csv(tmp_path / "plot" / "certified_accuracy.csv")
     assert sorted(table["run"]) == sorted([f"mog K={K} σ∈[0.12,0.25] paper, mnist5k (unsound)",
                                            f"mog K={K} σ∈[0.12,0.25] pooled, mnist5k"])
+    # scripts/publish.py results publishes it run by run, each with its own saved config
+    spec = importlib.util.spec_from_file_location("publish", REPO / "scripts" / "publish.py")
+    publish = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(publish)
+    publish.ROOT = tmp_path / "published"
+    publish.publish_results(shared, "mnist/mog")
+    for c in ("paper", "pooled"):
+        dest = tmp_path / "published" / "results" / "mnist" / "mog" / f"certificate-{c}"
+        assert (dest / "certify.csv").read_bytes() == (shared / f"certificate-{c}" / "certify.csv").read_bytes()
+        assert f"certificate: {c}" in (dest / ".hydra" / "config.yaml").read_text()
 
 
 @pytest.mark.parametrize("value, message", [("[pooled,bogus]", "valid values: paper, componentwise, pooled"),
