@@ -7,7 +7,7 @@ TORCH   ?= torch==2.14.1 torchvision==0.29.1
 # Real datasets (MNIST, CIFAR-10 sample) for the reproductions; the demo and tests need none.
 export RSBENCH_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install demo test test-slow lint docs figures reproduce publish-cifar-cpu reproduce-engine mnist-models mog-figures idrs-figures dsmooth-figures sra-figures sra-seeds sra-cifar sra-cifar-paper slurm-test bench objectives-mnist perf-sequential perf-sequential-methods smoke-cifar cifar-models cifar-figures faults clean
+.PHONY: install demo test test-slow lint docs figures reproduce publish-cifar-cpu reproduce-engine mnist-models mog-figures idrs-figures dsmooth-figures sra-figures sra-seeds sra-cifar sra-cifar-paper slurm-test bench objectives-mnist objectives-cross perf-sequential perf-sequential-methods smoke-cifar cifar-models cifar-figures faults clean
 
 install: $(VENV)/.installed
 
@@ -295,6 +295,22 @@ objectives-mnist: install     ## each training objective on full MNIST (LeNet): 
 	  $(RS) verify $$run/certify --attacked $$run/attack-0.25 $$run/attack-0.5 || exit 1; \
 	  [ "$$o" = gaussian ] || $(RS) compare $(OBJ)/sigma-$$s/gaussian/certify $$run/certify || exit 1; \
 	done; done
+
+# The seed papers' certificates on objective-trained models (after objectives-mnist): MoG pooled, DSmooth and IDRS on
+# each objective's LeNet at CROSS_SIGMA, each paired with the same certificate on the Gaussian-trained LeNet.
+CROSS_SIGMA      ?= 0.5
+CROSS_OBJECTIVES ?= consistency macer
+CROSS_MOG_MIN    ?= 0.25
+CROSS_METHODS    := mog:method=mog,K=10,method.sigma_min=$(CROSS_MOG_MIN),method.sigma_max=$(CROSS_SIGMA) \
+	dsmooth:method=dsmooth idrs:method=idrs,method.sigma_min=$(CROSS_SIGMA)
+CROSS            := $(OBJ)/cross/sigma-$(CROSS_SIGMA)
+objectives-cross: install     ## MoG pooled, DSmooth and IDRS on objective-trained MNIST LeNets vs Gaussian (after objectives-mnist)
+	for spec in $(CROSS_METHODS); do name=$${spec%%:*}; args=$$(echo $${spec#*:} | tr , ' '); \
+	  for o in gaussian $(CROSS_OBJECTIVES); do \
+	    $(RS) certify experiment=objectives_mnist scale=$(SCALE) sigma=$(CROSS_SIGMA) $$args \
+	      model.checkpoint=$(OBJ)/sigma-$(CROSS_SIGMA)/$$o/train/model.pt hydra.run.dir=$(CROSS)/$$name/$$o || exit 1; \
+	    [ $$o = gaussian ] || $(RS) compare $(CROSS)/$$name/gaussian $(CROSS)/$$name/$$o \
+	      -o $(CROSS)/$$name/$$o-vs-gaussian.csv || exit 1; done; done
 
 perf-sequential: install      ## sequential vs fixed-n certification, 500 MNIST points, n_max = 100,000 (docs/PERFORMANCE.md)
 	$(RS) train experiment=cohen_mnist model=mlp
