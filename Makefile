@@ -181,6 +181,7 @@ CIFAR_MODEL := $(if $(filter paper,$(SCALE)),model.params.depth=110,)
 # MoG on CIFAR-10: the paper's and the pooled certificate bound the same pooled count of N mixture draws, so they
 # share one sampling pass (method.certificate=[paper,pooled]: rows as of separate runs); componentwise draws its
 # own stratified samples. At K = 1 the three certificates are Cohen's (tests/test_cli.py), so K = 1 runs pooled only.
+DS_SIGMA  := $(if $(filter quick,$(SCALE)),0.25,0.5)
 MOG_C     := $(RS) certify -m experiment=mog_cifar $(CIFAR_MODEL) $(CIFAR_CERT)
 MOG_CERTS := "method.certificate=[paper,pooled],componentwise"
 
@@ -203,12 +204,12 @@ cifar-figures: cifar-models   ## Cohen, MoG Figs. 1-2, DSmooth (+ zoo timing), S
 		"title='MoG RS on real CIFAR-10 (ResNet trained at sigma_max; $(SCALE) scale)'"
 	$(RS) plot figure=mog_fig2 runs=[$(CF)/mog/fig2,$(CF)/mog/fig1_right] hydra.run.dir=$(CF)/mog \
 		"title='MoG RS on real CIFAR-10, K = 10, sigma_max = 1 ($(SCALE) scale)'"
-	$(RS) train experiment=dsmooth_cifar $(CIFAR_MODEL) train.init_checkpoint=$(CM)/sigma-0.25/model.pt \
-		hydra.run.dir=$(CM)/dsmooth
-	$(RS) certify -m experiment=dsmooth_cifar $(CIFAR_MODEL) $(CIFAR_CERT) model.checkpoint=$(CM)/dsmooth/model.pt \
-		method=dsmooth,gaussian,laplace hydra.sweep.dir=$(CF)/dsmooth/main
+	$(RS) train experiment=dsmooth_cifar $(CIFAR_MODEL) $(CIFAR_CERT) sigma=$(DS_SIGMA) \
+		train.init_checkpoint=$(CM)/sigma-$(DS_SIGMA)/model.pt hydra.run.dir=$(CM)/dsmooth
+	$(RS) certify -m experiment=dsmooth_cifar $(CIFAR_MODEL) $(CIFAR_CERT) sigma=$(DS_SIGMA) \
+		model.checkpoint=$(CM)/dsmooth/model.pt method=dsmooth,gaussian,laplace hydra.sweep.dir=$(CF)/dsmooth/main
 	$(RS) plot figure=dsmooth_fig1 runs=[$(CF)/dsmooth/main] hydra.run.dir=$(CF)/dsmooth "radii=[0,0.25,0.5,1,2,4,8]" \
-		"title='DSmooth vs RandSmooth vs LSmooth, real CIFAR-10, ResNet, sigma = 0.25 ($(SCALE) scale)'"
+		"title='DSmooth vs RandSmooth vs LSmooth, real CIFAR-10, ResNet, sigma = $(DS_SIGMA) ($(SCALE) scale)'"
 	for m in $(CIFAR_ZOO); do \
 		$(RS) train dataset=cifar10 model=$$m $(CIFAR_ZOO_TRAIN) hydra.run.dir=$(CM)/zoo/$$m || exit 1; \
 		$(RS) certify experiment=dsmooth_cifar model=$$m model.checkpoint=$(CM)/zoo/$$m/model.pt method=dsmooth \
