@@ -198,6 +198,22 @@ def test_plot(tmp_path, tiny_model) -> None:
     assert (pd.read_csv(tmp_path / "p80" / "certified_accuracy.csv")["level"] == 0.8).all()
 
 
+def test_plot_points_common_compares_the_same_points(tmp_path, tiny_model) -> None:
+    """points=common: a run and a run on every other of its points are compared on the points both hold."""
+    full = _certify(tmp_path / "full", model=tiny_model)
+    half = _certify(tmp_path / "half", "sigma=0.5", "certify.skip=100", model=tiny_model)
+    out = tmp_path / "plot"
+    run_cli(["plot", f"runs=[{full},{half}]", "points=common", "radii=[0,0.25]", f"hydra.run.dir={out}"], tmp_path)
+    table = pd.read_csv(out / "certified_accuracy.csv", index_col="run")
+    common = pd.read_csv(full)
+    common = common[common["idx"].isin(pd.read_csv(half)["idx"])]
+    assert 0 < len(common) < len(pd.read_csv(full))
+    assert (table["points"] == len(common)).all()
+    assert table.loc["gaussian σ=0.25, mnist5k", "r=0"] == pytest.approx(summary(common, [0, 0.25])["r=0"])
+    with pytest.raises(SystemExit):
+        run_cli(["plot", f"runs=[{full}]", "points=some", f"hydra.run.dir={tmp_path / 'bad'}"], tmp_path)
+
+
 def test_training_is_reproducible(tmp_path, tiny_model) -> None:
     import torch
 

@@ -49,6 +49,19 @@ def _label(csv_path: Path, config: dict | None) -> str:
         return csv_path.parent.name
 
 
+def common_points(groups: dict[str, list[tuple[Path, pd.DataFrame, str]]]
+                  ) -> dict[str, list[tuple[Path, pd.DataFrame, str]]]:
+    """``points=common``: every run restricted to the test indices that every run holds, so that curves and
+    table rows compare the same points (e.g. a 255-point MoG run against the 509-point Gaussian run it extends)."""
+    frames = [df for members in groups.values() for _, df, _ in members]
+    common = set.intersection(*(set(df["idx"].astype(int)) for df in frames))
+    require(len(common) > 0, "points=common: the runs share no test index")
+    log.info("points=common: %d test points held by every run (runs of %s points)", len(common),
+             ", ".join(str(n) for n in sorted({len(df) for df in frames})))
+    return {key: [(path, df[df["idx"].astype(int).isin(common)].reset_index(drop=True), label)
+                  for path, df, label in members] for key, members in groups.items()}
+
+
 def plot(cfg: DictConfig, out: Path) -> None:
     runs = list(cfg.runs or [])
     require(len(runs) > 0, "plot needs runs=[<certify run dir or csv>, ...]")
@@ -62,6 +75,10 @@ def plot(cfg: DictConfig, out: Path) -> None:
         config = _saved_config(path)
         label = labels[k] if labels else _label(path, config)
         groups.setdefault(replicate_key(config, str(path)) + label, []).append((path, read_results(path), label))
+    points = cfg.get("points", "all")
+    require(points in ("all", "common"), f"points={points!r} is invalid; valid values: all, common")
+    if points == "common":
+        groups = common_points(groups)
     frames: dict[str, pd.DataFrame] = {}
     rows: dict[str, dict] = {}
     unsound = 0
