@@ -264,8 +264,10 @@ figures: install              ## redraw every published table and figure from th
 	@if [ -d $(COHEN) ]; then for s in 0.25 0.5 1.0; do [ -f $(PUB)/cifar10/cohen/sigma-$$s/certify.csv ] || continue; \
 		$(RS) compare $(PUB)/cifar10/cohen/sigma-$$s $(COHEN)/noise_$$(printf %.2f $$s)_sigma_$$(printf %.2f $$s).tsv \
 		-o $(PUBF)/cifar10_cohen/vs_published_sigma-$$s.csv || exit 1; done; fi
-	@if [ -d $(PUB)/cifar10/mog ]; then $(RS) plot figure=mog_fig1 runs=[$$(ls -d $(PUB)/cifar10/mog/fig1_* | paste -sd,)] \
-		hydra.run.dir=$(PUBF)/cifar10_mog "title='MoG RS on real CIFAR-10 (ResNet-20 trained at sigma_max; cpu scale)'"; fi
+	@for panel in left:0.5 right:1.0; do p=$(PUB)/cifar10/mog/fig1_$${panel%:*}; [ -d $$p ] || continue; \
+		$(RS) plot figure=mog_fig1 points=common runs=[$(PUB)/cifar10/cohen/sigma-$${panel#*:},$$p] name=mog_fig1_$${panel%:*} \
+		"radii=[0,0.25,0.5,0.75,1,1.5,2]" hydra.run.dir=$(PUBF)/cifar10_mog \
+		"title='MoG RS on real CIFAR-10 (ResNet-20 trained at sigma_max; K = 1: the Gaussian run; cpu scale)'" || exit 1; done
 
 # Publish a CIFAR-10 cpu-scale model and its results (run after the training / certification they name)
 publish-cifar-cpu: install    ## copy the cpu-scale ResNet-20s and their certify runs into outputs/published/

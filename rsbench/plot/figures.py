@@ -23,13 +23,27 @@ FIGURES.register("certified_accuracy")(plot_certified_accuracy)
 _CERT_STYLE = {"componentwise": "-", "pooled": "-.", "exact": "-", "paper": "--", "cohen": "-"}
 
 
-def _mog_runs(runs: Mapping[str, pd.DataFrame]) -> list[tuple[pd.DataFrame, dict]]:
-    out = []
+def _mog_runs(runs: Mapping[str, pd.DataFrame], gaussian: bool = False) -> list[tuple[pd.DataFrame, dict]]:
+    """(rows, {K, lo, hi, cert, sound}) per MoG run. With ``gaussian``, a hard-vote Gaussian run at sigma s is
+    MoG's K = 1 curve (its rows are K = 1's, row for row: tests/test_cli.py) in every panel [lo, s] of the MoG
+    runs; meta ``cert`` = "cohen"."""
+    out, cohen = [], []
     for label, df in runs.items():
-        require(len(df) > 0 and df["method"].iloc[0] == "mog", f"run {label} is not a method=mog certify run")
+        method = df["method"].iloc[0] if len(df) else None
+        if gaussian and method == "gaussian" and "sigma" in df:
+            cohen.append(df)
+            continue
+        require(method == "mog", f"run {label} is not a method=mog certify run"
+                + (" or a Gaussian one" if gaussian else ""))
         first = df.iloc[0]
         out.append((df, {"K": int(first["K"]), "lo": float(first["sigma_min"]), "hi": float(first["sigma_max"]),
                          "cert": str(first["certificate"]), "sound": bool(first["sound"])}))
+    for df in cohen:
+        sigma = float(df["sigma"].iloc[0])
+        panels = sorted({m["lo"] for _, m in out if m["hi"] == sigma})
+        require(len(panels) > 0, f"the Gaussian run at sigma={sigma:g} matches no MoG panel's sigma_max")
+        out += [(df, {"K": 1, "lo": lo, "hi": sigma, "cert": "cohen", "sound": bool(df["sound"].all())})
+                for lo in panels]
     return out
 
 
@@ -40,9 +54,10 @@ def _cert_label(meta: dict) -> str:
 @FIGURES.register("mog_fig1")
 def mog_figure1(runs: Mapping[str, pd.DataFrame], out_stem: Path, title: str | None = None,
                 max_radius: float | None = None, bands: float | None = None) -> list[Path]:
-    """MoG paper, Figure 1: certified accuracy for K in {1, 2, 5, 10}, one panel per sigma interval."""
+    """MoG paper, Figure 1: certified accuracy for K in {1, 2, 5, 10}, one panel per sigma interval; a Gaussian
+    run at a panel's sigma_max is drawn as its K = 1 curve ("cohen")."""
     colors = plt.get_cmap("viridis")
-    items = sorted(_mog_runs(runs), key=lambda r: (r[1]["lo"], r[1]["hi"], r[1]["K"], r[1]["cert"]))
+    items = sorted(_mog_runs(runs, gaussian=True), key=lambda r: (r[1]["lo"], r[1]["hi"], r[1]["K"], r[1]["cert"]))
     ks = sorted({m["K"] for _, m in items})
     panels: dict[str, dict[str, Curve]] = {}
     for df, m in items:
