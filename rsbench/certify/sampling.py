@@ -209,8 +209,8 @@ class PointSampler:
     def counts(self, num: int, phase: int, noise: Noise | None = None, stream: tuple[int, ...] = (),
                temperature: float | None = None, start: int = 0, squares: bool = False) -> torch.Tensor:
         noise = noise or self.noise
-        key = (self.seed, self.idx, num, phase, stream, noise, temperature, start, squares)
         if self.memo is not None:
+            key = (self.seed, self.idx, num, phase, stream, noise, temperature, start, squares)
             try:
                 hit = self.memo.get(key)
             except TypeError:  # a noise that cannot be hashed is never shared
