@@ -268,6 +268,14 @@ figures: install              ## redraw every published table and figure from th
 		$(RS) plot figure=mog_fig1 points=common runs=[$(PUB)/cifar10/cohen/sigma-$${panel#*:},$$p] name=mog_fig1_$${panel%:*} \
 		"radii=[0,0.25,0.5,0.75,1,1.5,2]" hydra.run.dir=$(PUBF)/cifar10_mog \
 		"title='MoG RS on real CIFAR-10 (ResNet-20 trained at sigma_max; K = 1: the Gaussian run; cpu scale)'" || exit 1; done
+	@if [ -d $(PUB)/cifar10/mog/fig2 ]; then $(RS) plot figure=mog_fig2 points=common \
+		runs=[$(PUB)/cifar10/mog/fig2,$(PUB)/cifar10/mog/fig1_right] "radii=[0,0.25,0.5,0.75,1,1.5,2]" \
+		hydra.run.dir=$(PUBF)/cifar10_mog "title='MoG RS on real CIFAR-10, K = 10, sigma_max = 1 (cpu scale)'"; fi
+	@if [ -d $(PUB)/cifar10/dsmooth ]; then $(RS) plot figure=dsmooth_fig1 runs=[$(PUB)/cifar10/dsmooth] \
+		hydra.run.dir=$(PUBF)/cifar10_dsmooth "radii=[0,0.25,0.5,1,2,4,8]" \
+		"title='DSmooth vs RandSmooth vs LSmooth on real CIFAR-10 (ResNet-20 fine-tuned on SQUARE+FGSM; cpu scale)'" \
+		&& $(RS) compare $(PUB)/cifar10/dsmooth/gaussian $(PUB)/cifar10/dsmooth/dsmooth --radius-b l2_radius \
+		--radii 0,0.25,0.5,1 -o $(PUBF)/cifar10_dsmooth/gaussian_vs_dsmooth_l2.csv; fi
 
 # Publish a CIFAR-10 cpu-scale model and its results (run after the training / certification they name)
 publish-cifar-cpu: install    ## copy the cpu-scale ResNet-20s and their certify runs into outputs/published/
