@@ -8,15 +8,16 @@ same pure functions certify uses (:mod:`rsbench.certify.certificates`, :mod:`rsb
   Clopper-Pearson at ``alpha`` of ``count`` successes in ``n_used`` draws (at alpha / #looks for a sequential
   run, whose looks the run dir's fingerprint records) -- gaussian (hard), laplace;
 - the radius from the bounds and the method's parameters -- gaussian (hard, soft), laplace, mog (paper,
-  pooled, exact), idrs;
+  pooled, exact), idrs, dsmooth (Mahalanobis radius and its largest l2 ball, from the covariance summary
+  ``logdet_d`` = log det(Sigma) / d and ``min_eig`` that each DSmooth row records);
 - ``sound`` from the method and certificate; ``predict`` = -1 exactly when the radius is 0; ``correct`` =
   (predict == label).
 
 The method's parameters come from the run's saved config (``.hydra/config.yaml`` beside the CSV), else
 from the row's own columns. Rows whose certificate needs what no row records (MoG componentwise: the
-per-component bounds; DSmooth: the covariance; SRA: the logits) are counted as not recomputable, never as
-verified; ``--strict`` fails on them. Exit status: 0 when every recomputable row matches, 1 otherwise (one
-line per mismatch with its line number), 2 on unusable input.
+per-component bounds; DSmooth rows written before they recorded ``logdet_d`` / ``min_eig``; SRA: the logits)
+are counted as not recomputable, never as verified; ``--strict`` fails on them. Exit status: 0 when every
+recomputable row matches, 1 otherwise (one line per mismatch with its line number), 2 on unusable input.
 """
 
 from __future__ import annotations
@@ -37,7 +38,13 @@ from omegaconf import OmegaConf
 
 from rsbench.analysis.attack_bound import attack_bound
 from rsbench.certify.bounds import clopper_pearson_lower
-from rsbench.certify.certificates import gaussian_l2_radius, idrs_radius, laplace_l1_radius
+from rsbench.certify.certificates import (
+    ellipsoid_l2_ball,
+    gaussian_l2_radius,
+    idrs_radius,
+    laplace_l1_radius,
+    mahalanobis_radius,
+)
 from rsbench.certify.sampling import BLOCK
 from rsbench.certify.sequential import look_schedule
 from rsbench.errors import RsbenchError
@@ -88,6 +95,16 @@ def _mog(row: dict[str, Any], method: Any, sequential: dict[str, Any] | None) ->
         p = row["p_lower"]
         return {"radius": method._radius_from_pooled(p) if p > 0.5 else 0.0}
     return {"radius": method._radius_from_pooled(row["p_lower"], row["p_runner_upper"])}
+
+
+@RECOMPUTE.register("dsmooth")
+def _dsmooth(row: dict[str, Any], method: Any, sequential: dict[str, Any] | None) -> dict[str, Any]:
+    if row.get("logdet_d") is None or row.get("min_eig") is None:
+        raise NotRecomputable("a DSmooth row without logdet_d / min_eig (written before rows recorded the covariance "
+                              "summary its radius needs)")
+    p = hard_lower(row, sequential)
+    radius = mahalanobis_radius(p, method.sigma, row["logdet_d"], 1) if p > 0.5 else 0.0
+    return {"p_lower": p, "radius": radius, "l2_radius": ellipsoid_l2_ball(radius, row["min_eig"])}
 
 
 @RECOMPUTE.register("idrs")

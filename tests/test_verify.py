@@ -3,6 +3,7 @@ row is flagged with its line number (exit 1); the committed results verify."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +25,8 @@ def runs(tmp_path_factory, tiny_model) -> dict[str, Path]:
         "mog_pooled": ["method=mog", "K=3"],
         "mog_paper": ["method=mog", "K=3", "method.certificate=paper"],
         "mog_componentwise": ["method=mog", "K=3", "method.certificate=componentwise"],
+        "dsmooth": ["method=dsmooth", "method.n_images=40", "method.attack.queries=2", "method.attack_batch=20",
+                    "method.k=3"],
     }
     for name, extra in variants.items():
         run_cli(["certify", *TINY_CERTIFY, *extra, f"model.checkpoint={tiny_model}", f"hydra.run.dir={out / name}"],
@@ -31,7 +34,7 @@ def runs(tmp_path_factory, tiny_model) -> dict[str, Path]:
     return {name: out / name for name in variants}
 
 
-@pytest.mark.parametrize("name", ["gaussian", "soft", "sequential", "laplace", "mog_pooled", "mog_paper"])
+@pytest.mark.parametrize("name", ["gaussian", "soft", "sequential", "laplace", "mog_pooled", "mog_paper", "dsmooth"])
 def test_a_clean_run_verifies(runs, name) -> None:
     problems, summary = verify(runs[name])
     assert problems == [], problems
@@ -45,9 +48,18 @@ def test_rows_that_cannot_be_recomputed_are_never_counted_as_verified(runs) -> N
     assert problems and "--strict" in problems[-1]
 
 
+def test_dsmooth_rows_without_their_covariance_summary_are_not_recomputable(runs, tmp_path) -> None:
+    """DSmooth rows written before they recorded logdet_d / min_eig (the published cpu-scale ones) are skipped."""
+    old = tmp_path / "old"
+    shutil.copytree(runs["dsmooth"] / ".hydra", old / ".hydra")
+    pd.read_csv(runs["dsmooth"] / "certify.csv").drop(columns=["logdet_d", "min_eig"]).to_csv(
+        old / "certify.csv", index=False)
+    problems, summary = verify(old)
+    assert problems == [] and "0 of 6 rows recomputed" in summary and "logdet_d" in summary
+
+
 def _edit(run: Path, tmp_path: Path, line: int, column: str, value: str) -> Path:
     """A copy of ``run``'s CSV (with its config and fingerprint) with one cell changed."""
-    import shutil
 
     copy = tmp_path / run.name
     shutil.copytree(run, copy)
@@ -69,6 +81,9 @@ def _edit(run: Path, tmp_path: Path, line: int, column: str, value: str) -> Path
     ("laplace", "alpha", "0.5", "p_lower="),
     ("soft", "p_runner_upper", "0.01", "radius="),
     ("mog_pooled", "p_lower", "0.999", "radius="),
+    ("dsmooth", "logdet_d", "-3.0", "radius="),  # a row whose covariance summary disagrees with its radius
+    ("dsmooth", "min_eig", "0.5", "l2_radius="),
+    ("dsmooth", "count", "3", "p_lower="),
 ])
 def test_an_edited_row_is_flagged_with_its_line(runs, tmp_path, capsys, name, column, value, message) -> None:
     edited = _edit(runs[name], tmp_path, 3, column, value)

@@ -34,8 +34,9 @@ DEFAULT_ATTACK = {"name": "square_fgsm", "eps_inf": 0.5, "queries": 5000, "eps_l
 class DSmooth:
     name = "dsmooth"
     norm = "mahalanobis"
+    sound = True  # Lemma 4.5 holds for the noise sampled
     columns = ("method", "certificate", "norm", "sound", "sigma", "k", "lam", "n0", "n", "n_used", "alpha", "count",
-               "p_lower", "l2_radius")
+               "p_lower", "l2_radius", "logdet_d", "min_eig")
 
     def __init__(self, sigma: float, k: int = 10, lam: float | None = None, covariance: str | None = None,
                  n_images: int = 500, attack: dict[str, Any] | None = None, attack_batch: int = 100) -> None:
@@ -133,10 +134,11 @@ class DSmooth:
         certified = est.p_lower > 0.5
         radius = mahalanobis_radius(est.p_lower, self.sigma, logdet, self.cov.d) if certified else 0.0
         return {"predict": est.top if certified else ABSTAIN, "radius": radius, "method": self.name,
-                "certificate": "lemma4.5", "norm": self.norm, "sound": True, "sigma": self.sigma, "k": self.cov.k,
+                "certificate": "lemma4.5", "norm": self.norm, "sound": self.sound, "sigma": self.sigma, "k": self.cov.k,
                 "lam": self.cov.floor, "n0": n0, "n": n, "n_used": est.n, "alpha": alpha, "count": est.count,
-                "p_lower": est.p_lower,
-                "l2_radius": ellipsoid_l2_ball(radius, self.cov.min_eig())}
+                "p_lower": est.p_lower, "l2_radius": ellipsoid_l2_ball(radius, self.cov.min_eig()),
+                # the covariance summary both radii depend on, so that ``rsbench verify`` can recompute them
+                "logdet_d": logdet / self.cov.d, "min_eig": self.cov.min_eig()}
 
     def predict(self, sampler: PointSampler, n: int, alpha: float) -> dict[str, Any]:
         """DPRED (Alg. 1): Cohen's PREDICT under the anisotropic noise."""
