@@ -103,6 +103,7 @@ def _dsmooth(row: dict[str, Any], method: Any, sequential: dict[str, Any] | None
         raise NotRecomputable("a DSmooth row without logdet_d / min_eig (written before rows recorded the covariance "
                               "summary its radius needs)")
     p = hard_lower(row, sequential)
+    # logdet_d is log det(Sigma) / d already, so d = 1 in Lemma 4.5's factor exp(-logdet / (2 d))
     radius = mahalanobis_radius(p, method.sigma, row["logdet_d"], 1) if p > 0.5 else 0.0
     return {"p_lower": p, "radius": radius, "l2_radius": ellipsoid_l2_ball(radius, row["min_eig"])}
 

@@ -133,12 +133,13 @@ class DSmooth:
                            lambda p: mahalanobis_radius(p, self.sigma, logdet, self.cov.d))
         certified = est.p_lower > 0.5
         radius = mahalanobis_radius(est.p_lower, self.sigma, logdet, self.cov.d) if certified else 0.0
+        min_eig = self.cov.min_eig()
         return {"predict": est.top if certified else ABSTAIN, "radius": radius, "method": self.name,
                 "certificate": "lemma4.5", "norm": self.norm, "sound": self.sound, "sigma": self.sigma, "k": self.cov.k,
                 "lam": self.cov.floor, "n0": n0, "n": n, "n_used": est.n, "alpha": alpha, "count": est.count,
-                "p_lower": est.p_lower, "l2_radius": ellipsoid_l2_ball(radius, self.cov.min_eig()),
+                "p_lower": est.p_lower, "l2_radius": ellipsoid_l2_ball(radius, min_eig),
                 # the covariance summary both radii depend on, so that ``rsbench verify`` can recompute them
-                "logdet_d": logdet / self.cov.d, "min_eig": self.cov.min_eig()}
+                "logdet_d": logdet / self.cov.d, "min_eig": min_eig}
 
     def predict(self, sampler: PointSampler, n: int, alpha: float) -> dict[str, Any]:
         """DPRED (Alg. 1): Cohen's PREDICT under the anisotropic noise."""
