@@ -279,10 +279,10 @@ figures: install              ## redraw every published table and figure from th
 	@for o in $(PUB)/mnist/objectives/sigma-*; do [ -d $$o/gaussian ] || continue; s=$${o##*/}; runs=""; labels=""; \
 	  for d in $$o/*/certify; do n=$$(basename $$(dirname $$d)); runs="$$runs,$$d"; labels="$$labels,$$n"; \
 	    $(RS) verify $$d --attacked $$(dirname $$d)/attack-* > /dev/null || exit 1; \
-	    [ $$n = gaussian ] || $(RS) compare $$o/gaussian/certify $$d --radii 0,0.25,0.5,0.75,1 \
+	    [ $$n = gaussian ] || $(RS) compare $$o/gaussian/certify $$d --radii 0,0.25,0.5,0.75,1,1.5 \
 	      -o $(PUBF)/mnist_objectives/$$s/gaussian_vs_$$n.csv > /dev/null || exit 1; done; \
 	  $(RS) plot runs=[$${runs#,}] labels=[$${labels#,}] hydra.run.dir=$(PUBF)/mnist_objectives/$$s \
-	    "radii=[0,0.25,0.5,0.75,1]" "title='Training objectives on full MNIST, LeNet, $$s (cpu scale)'" || exit 1; done
+	    "radii=[0,0.25,0.5,0.75,1,1.5]" "title='Training objectives on full MNIST, LeNet, $$s (cpu scale)'" || exit 1; done
 
 # Publish a CIFAR-10 cpu-scale model and its results (run after the training / certification they name)
 publish-cifar-cpu: install    ## copy the cpu-scale ResNet-20s and their certify runs into outputs/published/
