@@ -283,6 +283,12 @@ figures: install              ## redraw every published table and figure from th
 	      -o $(PUBF)/mnist_objectives/$$s/gaussian_vs_$$n.csv > /dev/null || exit 1; done; \
 	  $(RS) plot runs=[$${runs#,}] labels=[$${labels#,}] hydra.run.dir=$(PUBF)/mnist_objectives/$$s \
 	    "radii=[0,0.25,0.5,0.75,1,1.5]" "title='Training objectives on full MNIST, LeNet, $$s (cpu scale)'" || exit 1; done
+	@for c in $(PUB)/mnist/objectives/cross/sigma-*/*; do [ -d $$c/gaussian ] || continue; \
+	  out=$(PUBF)/mnist_objectives/cross/$$(basename $$(dirname $$c))/$$(basename $$c); \
+	  for d in $$c/*; do o=$$(basename $$d); [ $$o = gaussian ] && continue; \
+	    $(RS) compare $$c/gaussian $$d -o $$out/$$o-vs-gaussian.csv > /dev/null || exit 1; \
+	    if [ $$(basename $$c) = dsmooth ]; then $(RS) compare $$c/gaussian $$d --radius-a l2_radius --radius-b l2_radius \
+	      --radii 0,0.25,0.5,0.75 -o $$out/$$o-vs-gaussian_l2.csv > /dev/null || exit 1; fi; done; done
 
 # Publish a CIFAR-10 cpu-scale model and its results (run after the training / certification they name)
 publish-cifar-cpu: install    ## copy the cpu-scale ResNet-20s and their certify runs into outputs/published/
