@@ -84,6 +84,22 @@ def test_a_held_run_dir_is_refused_at_once_naming_the_holder(tmp_path, tiny_mode
     assert read_rows(run / "certify.csv")["idx"].is_unique
 
 
+def test_a_refused_run_leaves_the_holders_files_alone(tmp_path, tiny_model, capsys) -> None:
+    """The holder has written only bookkeeping so far (header-only CSV, fingerprint, plan): a run refused because
+    the dir is in use must not tidy them away as its own (it once did, and the holder's CSV vanished)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    files = {"certify.csv": "idx,label\n", "certify.fingerprint.json": "{}", "certify.plan.json": "{}"}
+    for name, text in files.items():
+        (run / name).write_text(text)
+    with file_lock(run / ".certify.lock"):
+        line = _cli_error(["certify", *TINY_CERTIFY, f"model.checkpoint={tiny_model}", f"hydra.run.dir={run}"],
+                          tmp_path, capsys)
+        assert "in use by another rsbench certify" in line
+        assert {name: (run / name).read_text() for name in files} == files
+        assert (run / ".certify.lock").exists()
+
+
 def test_the_holder_is_named_even_when_its_pid_lands_after_the_refusal(tmp_path) -> None:
     """The race CI hit: the second process reads the lock file between the holder's flock and its write."""
     import threading

@@ -108,16 +108,8 @@ def run_stage(stage: str, body: Callable[[DictConfig, Path], None], cfg: DictCon
             raise disk_error(exc, exc.filename or str(out)) from exc
     except RsbenchError as exc:
         print(f"rsbench {stage}: error: {exc}", file=sys.stderr, flush=True)
-        if out.is_dir() and all(_is_bookkeeping(p, stage) for p in out.iterdir()):
-            if out.resolve() in USER_DIRS:  # the user made it (hydra.run.dir=): take back only what we wrote
-                for p in out.iterdir():
-                    if p.is_dir():
-                        shutil.rmtree(p, ignore_errors=True)
-                    else:
-                        p.unlink(missing_ok=True)
-            else:
-                shutil.rmtree(out, ignore_errors=True)
-                _remove_empty_parents(out, Path(str(cfg.get("outputs_dir", "outputs"))))
+        if not isinstance(exc, RunDirInUse):  # another process's run dir is never ours to tidy
+            _take_back_bookkeeping(out, stage, Path(str(cfg.get("outputs_dir", "outputs"))))
         if os.environ.get("SUBMITIT_FOLDER"):  # a cluster job: submitit records an exception, not an exit status
             raise JobFailed(f"rsbench {stage} in {out}: {exc}") from None
         sys.exit(2)
@@ -142,8 +134,36 @@ def run_dir_lock(out: Path, stage: str) -> Iterator[None]:
     except BlockingIOError:
         from rsbench.cache import holder_text
 
-        raise RsbenchError(f"run dir {out} is in use by another rsbench {stage} ({holder_text(path)}); wait for it "
+        raise RunDirInUse(f"run dir {out} is in use by another rsbench {stage} ({holder_text(path)}); wait for it "
                            "to finish, or choose another hydra.run.dir") from None
+
+
+class RunDirInUse(RsbenchError):
+    """The run dir's stage lock is held by another process: this run was refused and must touch nothing there."""
+
+
+def _take_back_bookkeeping(out: Path, stage: str, outputs_root: Path) -> None:
+    """After a refused run: if ``out`` holds nothing but bookkeeping (no result row), remove it, or empty it if the
+    user made it (hydra.run.dir=). Done under the stage lock, taken without waiting: a run dir another process has
+    meanwhile started writing in is left as it is, and only the entries listed once, under the lock, are removed."""
+    if not out.is_dir():
+        return
+    try:
+        with file_lock(out / f".{stage}.lock", blocking=False):
+            entries = list(out.iterdir())
+            if not all(_is_bookkeeping(p, stage) for p in entries):
+                return
+            if out.resolve() in USER_DIRS:  # the user made it: take back only what we wrote
+                for p in entries:
+                    if p.is_dir():
+                        shutil.rmtree(p, ignore_errors=True)
+                    else:
+                        p.unlink(missing_ok=True)
+                return
+            shutil.rmtree(out, ignore_errors=True)
+    except BlockingIOError:
+        return
+    _remove_empty_parents(out, outputs_root)
 
 
 def _is_bookkeeping(path: Path, stage: str) -> bool:
