@@ -257,7 +257,7 @@ reproduce: reproduce-engine mog-figures idrs-figures dsmooth-figures sra-figures
 PUB   := outputs/published/results
 PUBF  := outputs/figures/published
 COHEN := ../shared/published/cohen2019-cifar10-resnet110
-figures: install              ## redraw every published table and figure from the committed per-point results (< 1 min)
+figures: install              ## verify every committed row and redraw every published table and figure (minutes; no training or certifying)
 	$(RS) verify $$(find $(PUB) -name certify.csv | sort)
 	$(RS) plot runs=[$(PUB)/cifar10/cohen] hydra.run.dir=$(PUBF)/cifar10_cohen "radii=[0,0.25,0.5,0.75,1,1.25,1.5]" \
 		"title='Gaussian RS (Cohen et al.) on real CIFAR-10, ResNet-20, genuine test images (cpu scale)'"

@@ -16,8 +16,10 @@ same pure functions certify uses (:mod:`rsbench.certify.certificates`, :mod:`rsb
 The method's parameters come from the run's saved config (``.hydra/config.yaml`` beside the CSV), else
 from the row's own columns. Rows whose certificate needs what no row records (MoG componentwise: the
 per-component bounds; DSmooth rows written before they recorded ``logdet_d`` / ``min_eig``; SRA: the logits)
-are counted as not recomputable, never as verified; ``--strict`` fails on them. Exit status: 0 when every
-recomputable row matches, 1 otherwise (one line per mismatch with its line number), 2 on unusable input.
+are counted as not recomputable, never as verified; ``--strict`` fails on them. ``--sample K`` spot-checks K
+rows per file, drawn with ``--seed`` (a quick check of large result sets; the summary says it was a sample).
+Exit status: 0 when every recomputable row matches, 1 otherwise (one line per mismatch with its line number),
+2 on unusable input.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import csv
 import inspect
 import json
 import math
+import random
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -138,8 +141,14 @@ def _close(a: float, b: float) -> bool:
     return a == b or math.isclose(a, b, rel_tol=TOL, abs_tol=1e-12)
 
 
-def verify(path: Path, strict: bool = False) -> tuple[list[str], str]:
-    """(one message per mismatching row, the summary line) for a run dir or a certify CSV."""
+def verify(path: Path, strict: bool = False, sample: int | None = None, seed: int = 0) -> tuple[list[str], str]:
+    """(one message per mismatching row, the summary line) for a run dir or a certify CSV.
+
+    ``sample``: recompute only that many rows, drawn uniformly without replacement with ``seed`` (all rows when
+    None or at least the file's length); line numbers in messages stay those of the file.
+    """
+    if sample is not None and sample < 1:
+        raise RsbenchError(f"--sample must be a positive number of rows, got {sample}")
     csv_path = path / "certify.csv" if path.is_dir() else path
     if not csv_path.is_file():
         raise RsbenchError(f"{path} is neither a certify.csv nor a run dir holding one")
@@ -157,7 +166,11 @@ def verify(path: Path, strict: bool = False) -> tuple[list[str], str]:
     checked, skipped = 0, Counter()
     methods: dict[str, Any] = {}
     order = {idx: k for k, idx in enumerate(lines)}
+    chosen = set(lines) if sample is None or sample >= len(lines) else \
+        set(random.Random(seed).sample(list(lines), sample))
     for idx, line in lines.items():
+        if idx not in chosen:
+            continue
         number = order[idx] + 2
         row = _typed(header, next(csv.reader([line])))
         name = str(row.get("method", ""))
@@ -195,8 +208,9 @@ def verify(path: Path, strict: bool = False) -> tuple[list[str], str]:
     if strict and skipped:
         problems.append(f"{csv_path}: {sum(skipped.values())} row(s) could not be recomputed (--strict)")
     verdict = "every radius, bound and sound flag recomputes" if not problems else f"{len(problems)} problem(s)"
-    return problems, f"{csv_path}: {checked} of {len(lines)} rows recomputed from their votes and bounds: " \
-                     f"{verdict}{rest}"
+    of = f"{len(lines)} rows" if len(chosen) == len(lines) else \
+        f"{len(chosen)} rows drawn with seed {seed} from {len(lines)}"
+    return problems, f"{csv_path}: {checked} of {of} recomputed from their votes and bounds: {verdict}{rest}"
 
 
 def main(argv: list[str]) -> None:
@@ -204,6 +218,9 @@ def main(argv: list[str]) -> None:
                                  "sound flag from what the row records; exit 1 on any mismatch.")
     ap.add_argument("paths", type=Path, nargs="+", help="certify run dirs or certify.csv files")
     ap.add_argument("--strict", action="store_true", help="also fail on rows that cannot be recomputed")
+    ap.add_argument("--sample", type=int, default=None, metavar="K",
+                    help="spot-check K rows per file, drawn with --seed, instead of every row")
+    ap.add_argument("--seed", type=int, default=0, help="seed of --sample's draw (default 0)")
     ap.add_argument("--attacked", type=Path, nargs="+", default=[], metavar="PREDICT_RUN",
                     help="predict runs with predict.attack: also fail where a certify run's certified accuracy at "
                          "the attack's eps lies above the attacked accuracy beyond both intervals")
@@ -212,7 +229,7 @@ def main(argv: list[str]) -> None:
     try:
         attacked = _attacked_runs(args.attacked)
         for path in args.paths:
-            problems, summary = verify(path, args.strict)
+            problems, summary = verify(path, args.strict, args.sample, args.seed)
             for p in problems:
                 print(p)
             print(summary)

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import REPO, TINY_CERTIFY, run_cli
 from rsbench import cli
+from rsbench.errors import RsbenchError
 from rsbench.verify import verify
 
 
@@ -110,12 +111,40 @@ def test_unusable_input_is_one_line(tmp_path, capsys) -> None:
         assert exc.value.code == 2 and message in capsys.readouterr().err
 
 
-def test_the_committed_results_verify() -> None:
-    """Every per-point CSV under outputs/published/results recomputes (what CI checks on every change)."""
+def test_a_sample_recomputes_only_its_drawn_rows_and_keeps_their_line_numbers(runs, tmp_path) -> None:
+    edited = _edit(runs["gaussian"], tmp_path, 3, "radius", "0.9")
+    outcomes = {}
+    for seed in range(12):
+        problems, summary = verify(edited, sample=2, seed=seed)
+        assert f"2 of 2 rows drawn with seed {seed} from 6 recomputed" in summary, summary
+        assert verify(edited, sample=2, seed=seed) == (problems, summary)  # the seed fixes the draw
+        assert all(", line 3 (idx " in p for p in problems)
+        outcomes[seed] = len(problems)
+    assert set(outcomes.values()) == {0, 1}, outcomes  # the edited row is drawn by some seeds and not by others
+    assert len(verify(edited, sample=6)[0]) == len(verify(edited, sample=100)[0]) == 1  # >= the file: every row
+    with pytest.raises(RsbenchError, match="positive number of rows"):
+        verify(edited, sample=0)
+
+
+def _check_committed(sample: int | None) -> None:
     csvs = sorted((REPO / "outputs" / "published" / "results").rglob("certify.csv"))
+    assert csvs
     for csv in csvs:
-        problems, summary = verify(csv)
+        problems, summary = verify(csv, sample=sample)
         assert problems == [], problems
         if " 0 of " in summary:  # only MoG componentwise (per-component bounds) and DSmooth (the covariance) rows
             rows = pd.read_csv(csv)  # are not recomputable: no row records what their certificates need
             assert ((rows["certificate"] == "componentwise") | (rows["method"] == "dsmooth")).all(), summary
+
+
+def test_the_committed_results_verify_on_a_sample() -> None:
+    """20 seeded rows of every per-point CSV under outputs/published/results recompute (what CI checks on every
+    change: a changed certificate or bound breaks them). MoG pooled rows cost about 0.1 s each to recompute."""
+    _check_committed(sample=20)
+
+
+@pytest.mark.slow
+def test_the_committed_results_verify() -> None:
+    """Every row of every per-point CSV under outputs/published/results recomputes (about 3 minutes on 2 cores;
+    `make figures` runs the same check through `rsbench verify`)."""
+    _check_committed(sample=None)
