@@ -279,7 +279,7 @@ figures: install              ## verify every committed row and redraw every pub
 	@o=$(PUB)/cifar10/objectives/consistency/sigma-0.5; if [ -d $$o ]; then \
 	  $(RS) plot runs=[$(PUB)/cifar10/cohen/sigma-0.5,$$o] labels=[gaussian,consistency] points=common \
 	    hydra.run.dir=$(PUBF)/cifar10_objectives "radii=[0,0.25,0.5,0.75,1,1.5]" \
-	    "title='Consistency vs Gaussian augmentation on real CIFAR-10, ResNet-20, sigma = 0.5 (cpu scale)'" && \
+	    "title='Consistency vs Gaussian, CIFAR-10, sigma 0.5 (cpu scale)'" && \
 	  $(RS) compare $(PUB)/cifar10/cohen/sigma-0.5 $$o --radii 0,0.25,0.5,0.75,1,1.5 \
 	    -o $(PUBF)/cifar10_objectives/gaussian_vs_consistency_sigma-0.5.csv > /dev/null || exit 1; fi
 	@for o in $(PUB)/mnist/objectives/sigma-*; do [ -d $$o/gaussian ] || continue; s=$${o##*/}; runs=""; labels=""; \
