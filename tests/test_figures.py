@@ -28,3 +28,22 @@ def test_a_gaussian_run_is_the_k1_curve_of_the_panels_at_its_sigma(tmp_path) -> 
         _mog_runs({"a": runs["a"], "c": _rows("gaussian", sigma=0.25)}, gaussian=True)
     with pytest.raises(RsbenchError, match="not a method=mog"):
         _mog_runs({"a": runs["a"], "c": runs["cohen 1.0"]})  # Fig. 2 takes MoG runs only
+
+
+def test_a_long_figure_title_is_wrapped_inside_the_figure_and_a_short_one_is_kept() -> None:
+    import matplotlib.pyplot as plt
+
+    from rsbench.plot.certified_accuracy import fit_suptitle
+
+    title = ("SmoothMix vs Gaussian augmentation, MNIST LeNet, sigma = 0.25, N = 10,000, alpha = 0.001, "
+             "500 test points, cpu scale, with 95% Clopper-Pearson bands")
+    fig, _ = plt.subplots(figsize=(5.2, 3.9))
+    fit_suptitle(fig, title, fontsize=11)
+    text = fig._suptitle
+    renderer = fig.canvas.get_renderer()
+    assert text.get_text().count("\n") >= 1
+    assert text.get_window_extent(renderer).width <= fig.bbox.width
+    assert text.get_text().split() == title.split()  # wrapped, no word lost
+    fit_suptitle(fig, "short", fontsize=11)
+    assert fig._suptitle.get_text() == "short"
+    plt.close(fig)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,9 +59,22 @@ def plot_panels(panels: Mapping[str, Mapping[str, Curve]], out_stem: str | Path,
             ax.set_title(panel_title, fontsize=10)
     axes[0][0].set_ylabel("certified accuracy" + (f" ({100 * bands:g}% CI bands)" if bands is not None else ""))
     if title:
-        fig.suptitle(title, fontsize=11)
+        fit_suptitle(fig, title, fontsize=11)
     fig.tight_layout()
     return save_figure(fig, out_stem)
+
+
+def fit_suptitle(fig: plt.Figure, title: str, fontsize: float = 12, margin: float = 0.96) -> None:
+    """Set the figure title, wrapped at word boundaries until every line fits ``margin`` of the figure's width.
+
+    The width is measured with the figure's renderer, so the wrap holds for any font and figure size."""
+    text = fig.suptitle(title, fontsize=fontsize)
+    renderer = fig.canvas.get_renderer()
+    limit = margin * fig.bbox.width
+    chars = len(title)
+    while (width := text.get_window_extent(renderer).width) > limit and chars > 10:
+        chars = max(10, min(chars - 1, int(chars * limit / width)))
+        text.set_text(textwrap.fill(title, chars))
 
 
 def save_figure(fig: plt.Figure, out_stem: str | Path) -> list[Path]:

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from rsbench.plot.certified_accuracy import save_figure  # noqa: E402
+from rsbench.plot.certified_accuracy import fit_suptitle, save_figure  # noqa: E402
 
 PANELS = (("margin_cr", "margin certified radius (l2)", "fraction certified"),
           ("rs_cr", "RS certified radius (l2)", "fraction certified"),
@@ -35,7 +35,7 @@ def plot_robustness(runs: Mapping[str, pd.DataFrame], out_stem: str | Path, titl
             ax.invert_xaxis()
     axes[0].legend(fontsize=7)
     if title:
-        fig.suptitle(title)
+        fit_suptitle(fig, title)
     fig.tight_layout()
     return save_figure(fig, out_stem)
 
@@ -61,6 +61,6 @@ def plot_heatmaps(table: pd.DataFrame, metrics: Mapping[str, str], out_stem: str
                 ax.text(b, a, f"{v:.3g}", ha="center", va="center", fontsize=6, color="cyan")
             fig.colorbar(im, ax=ax)
     if title:
-        fig.suptitle(title)
+        fit_suptitle(fig, title)
     fig.tight_layout()
     return save_figure(fig, out_stem)
