@@ -43,7 +43,7 @@ def format_comparison(table: pd.DataFrame) -> str:
 
 
 def main(argv: list[str]) -> None:
-    """``rsbench compare A B [--radii 0,0.25,...] [--level 0.95] [--radius-a COL] [-o OUT.csv]``."""
+    """``rsbench compare A B [--radii 0,0.25,...] [--level 0.95] [--radius-a COL] [--cap R] [-o OUT.csv]``."""
     parser = argparse.ArgumentParser(prog="rsbench compare", description="Paired comparison of two certify runs "
                                      "over the same test points: certified accuracy at each radius and ACR.")
     parser.add_argument("a", type=Path, help="certify run dir or certify.csv (A)")
@@ -53,12 +53,14 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--draws", type=int, default=2000, help="bootstrap resamples (seeded)")
     parser.add_argument("--radius-a", default="radius", help="A's radius column (e.g. l2_radius: DSmooth in l2)")
     parser.add_argument("--radius-b", default="radius", help="B's radius column")
+    parser.add_argument("--cap", type=float, default=None,
+                        help="clip every radius of both runs at this radius first (e.g. runs certified at different N)")
     parser.add_argument("-o", "--out", type=Path, default=None, help="also write the table as CSV")
     args = parser.parse_args(argv)
     try:
         radii = [float(r) for r in args.radii.split(",") if r.strip()]
         a, b = _read(args.a, args.radius_a), _read(args.b, args.radius_b)
-        table = paired_comparison(a, b, radii, args.level, args.draws)
+        table = paired_comparison(a, b, radii, args.level, args.draws, cap=args.cap)
     except ValueError as exc:
         print(f"rsbench compare: error: --radii={args.radii!r} is not a list of numbers ({exc})", file=sys.stderr)
         sys.exit(2)
@@ -68,8 +70,12 @@ def main(argv: list[str]) -> None:
     n_a, n_b, n = len(a), len(b), table.attrs["points"]
     print(f"A: {args.a}\nB: {args.b}\n{n} common test points" +
           (f" (A has {n_a}, B has {n_b}; only the common ones are compared)" if n < max(n_a, n_b) else ""))
+    if args.cap is not None:
+        k_a, k_b = table.attrs["beyond_cap"]
+        print(f"radii capped at {args.cap:g}: correct points certified beyond it, A {k_a} of {n}, B {k_b} of {n}")
     print(format_comparison(table))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        table.assign(level=args.level, points=n).to_csv(args.out, index=False)
+        extra = {} if args.cap is None else {"cap": args.cap}
+        table.assign(level=args.level, points=n, **extra).to_csv(args.out, index=False)
         print(f"wrote {args.out}")

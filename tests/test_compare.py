@@ -43,6 +43,22 @@ def test_table_values_and_mcnemar() -> None:
     assert t.loc["ACR", "A-B"] == pytest.approx(acr) and t.loc["ACR", "lo"] <= acr <= t.loc["ACR", "hi"]
 
 
+def test_cap_clips_both_runs_radii() -> None:
+    """Radii beyond the cap count as the cap: ACR and the counts beyond it worked out by hand."""
+    a = _run([1, 1, 1, 0], [1.9, 0.3, 1.2, 2.0])
+    b = _run([1, 1, 0, 1], [0.9, 1.5, 0.0, 0.5])
+    t = paired_comparison(a, b, [0.0, 0.8, 1.0], cap=0.8)
+    acr = (np.array([0.8, 0.3, 0.8, 0]) - np.array([0.8, 0.8, 0, 0.5])).mean()
+    row = t.set_index("measure")
+    assert row.loc["ACR", "A-B"] == pytest.approx(acr) and row.loc["ACR", "A"] == pytest.approx(1.9 / 4)
+    assert row.loc["r=0.8", "A"] == pytest.approx(0.5) and row.loc["r=1", "A"] == 0 == row.loc["r=1", "B"]
+    assert t.attrs["beyond_cap"] == (2, 2)  # A's wrong point at 2.0 is not counted
+    uncapped = paired_comparison(a, b, [0.0]).set_index("measure")
+    assert uncapped.loc["ACR", "A-B"] == pytest.approx((3.4 - 2.9) / 4) and uncapped.attrs["beyond_cap"] is None
+    with pytest.raises(RsbenchError, match="positive radius"):
+        paired_comparison(a, b, [0.0], cap=0.0)
+
+
 def test_only_common_points_and_refusals() -> None:
     a, b = _run([1, 1, 0], [1, 1, 0], idx=[0, 10, 20]), _run([1, 0], [1, 0], idx=[10, 20])
     assert len(align(a, b)[0]) == 2
@@ -78,6 +94,15 @@ def test_cli_compare(tmp_path, tiny_model, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--radius-a", "l2_radius"])
     assert exc.value.code == 2 and "lacks columns ['l2_radius']" in capsys.readouterr().err
+    # --cap: A's ACR is then at most the cap, the message counts the points beyond it, the CSV records it
+    cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--radii", "0", "--cap", "0.05",
+              "-o", str(tmp_path / "cap.csv")])
+    assert "radii capped at 0.05: correct points certified beyond it, A " in capsys.readouterr().out
+    capped = pd.read_csv(tmp_path / "cap.csv")
+    assert (capped["cap"] == 0.05).all() and capped.set_index("measure").loc["ACR", "A"] <= 0.05
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--cap", "-1"])
+    assert exc.value.code == 2 and "must be a positive radius" in capsys.readouterr().err
 
 
 def test_cohen_per_image_files_with_either_time_format(tmp_path, capsys) -> None:

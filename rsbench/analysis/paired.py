@@ -36,12 +36,23 @@ def align(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]
 
 
 def paired_comparison(a: pd.DataFrame, b: pd.DataFrame, radii: Sequence[float], level: float = 0.95,
-                      draws: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """One row per radius (and one for ACR): A, B, A - B, its paired interval, discordant counts, McNemar p."""
+                      draws: int = 2000, seed: int = 0, cap: float | None = None) -> pd.DataFrame:
+    """One row per radius (and one for ACR): A, B, A - B, its paired interval, discordant counts, McNemar p.
+
+    ``cap``: every radius is first clipped to min(radius, cap), e.g. to compare a file certified at
+    N = 100,000 with a run at N = 10,000 on the radii both can certify (the largest at N, alpha:
+    sigma Phi^-1(alpha^(1/N))). ``attrs`` then says how many correct points of each run lay beyond it.
+    """
     level = check_level(level)
+    if cap is not None and not cap > 0:
+        raise RsbenchError(f"cap={cap} must be a positive radius")
     a, b = align(a, b)
     ca, cb = a["correct"].astype(bool).to_numpy(), b["correct"].astype(bool).to_numpy()
     ra, rb = a["radius"].to_numpy(dtype=float), b["radius"].to_numpy(dtype=float)
+    beyond = None
+    if cap is not None:
+        beyond = (int(np.sum(ca & (ra > cap))), int(np.sum(cb & (rb > cap))))
+        ra, rb = np.minimum(ra, cap), np.minimum(rb, cap)
     rows = []
     for r in radii:
         xa, xb = ca & (ra >= r), cb & (rb >= r)
@@ -55,5 +66,5 @@ def paired_comparison(a: pd.DataFrame, b: pd.DataFrame, radii: Sequence[float], 
     rows.append({"measure": "ACR", "A": float(np.mean(ra * ca)), "B": float(np.mean(rb * cb)), "A-B": float(d.mean()),
                  "lo": lo, "hi": hi, "A only": None, "B only": None, "mcnemar_p": None})
     out = pd.DataFrame(rows)
-    out.attrs.update(points=len(a), level=level)
+    out.attrs.update(points=len(a), level=level, cap=cap, beyond_cap=beyond)
     return out
