@@ -26,7 +26,7 @@ from rsbench.data.registry import DATASETS, DatasetSpec
 from rsbench.errors import RsbenchError
 from rsbench.methods import METHODS, make_method
 from rsbench.methods.base import MethodContext
-from rsbench.smoothed import Smoothed
+from rsbench.smoothed import Smoothed, check_model, check_num_classes
 
 _TOP_LEVEL = ("sigma", "K")  # values the method configs interpolate, as `sigma=` and `K=` on the command line
 
@@ -81,11 +81,15 @@ def smooth(model: nn.Module, method: str = "gaussian", *, num_classes: int | Non
     ``outputs_dir``, keyed by a digest of the model's weights and ``seed``, as the CLI does. ``sra`` needs
     one of rsbench's 1-Lipschitz networks (``model=sra_mlp|sra_cnn``).
     """
+    check_model(model)
     spec = DATASETS.get(dataset).spec() if dataset is not None else None
     num_classes = num_classes if num_classes is not None else (spec.num_classes if spec else None)
     if num_classes is None:
         raise RsbenchError("pass num_classes= (or dataset=<a registered name>)")
+    check_num_classes(num_classes)
     shape = tuple(input_shape) if input_shape is not None else (tuple(spec.shape) if spec else None)
+    if shape is not None and not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
+        raise RsbenchError(f"input_shape={input_shape!r} is invalid: one point's shape, e.g. (3, 32, 32)")
     params = method_config(method, options)
     m = make_method(params)
     model = model.eval()

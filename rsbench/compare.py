@@ -57,6 +57,10 @@ def main(argv: list[str]) -> None:
                         help="clip every radius of both runs at this radius first (e.g. runs certified at different N)")
     parser.add_argument("-o", "--out", type=Path, default=None, help="also write the table as CSV")
     args = parser.parse_args(argv)
+    if args.draws < 1:
+        parser.error(f"--draws={args.draws} is invalid: the bootstrap needs at least 1 resample (default 2000)")
+    if not 0 < args.level < 1:
+        parser.error(f"--level={args.level} is invalid: it must lie in (0, 1)")
     try:
         radii = [float(r) for r in args.radii.split(",") if r.strip()]
         a, b = _read(args.a, args.radius_a), _read(args.b, args.radius_b)

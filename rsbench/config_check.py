@@ -101,6 +101,13 @@ def _unknown_part(cfg: DictConfig, dotted: str) -> tuple[str, str, list[str]]:
     return parts[-1], ".".join(parts[:-1]), []
 
 
+def _nested(cfg: DictConfig, name: str) -> str:
+    """"; did you mean 'certify.alpha'?" for a top-level ``name`` that is a key of one of the config's sections."""
+    found = [f"{section}.{name}" for section in cfg if isinstance(cfg.get(section), DictConfig)
+             and name in cfg[section]]
+    return f"; did you mean {' or '.join(repr(f) for f in found)}?" if found else ""
+
+
 SLURM_SIGNAL_RESOLUTION_S = 60  # sbatch(1), --signal: "the signal may be sent up to 60 seconds earlier than specified"
 JOB_START_S = 30  # time a job needs to start Python and install submitit's handler before a signal can requeue it
 
@@ -164,10 +171,11 @@ def check_overrides(conf_dir: str, stage: str, args: list[str]) -> None:
         key = m[1]
         rest = [o for o in plain if not o.split("=", 1)[0].lstrip("+~") == key]
         try:
-            part, parent, valid = _unknown_part(compose_with(rest), key)
+            base = compose_with(rest)
+            part, parent, valid = _unknown_part(base, key)
         except Exception:  # the other overrides are broken too: report this one without a suggestion
-            part, parent, valid = key, "", []
-        hint = suggest(part, valid)
+            base, part, parent, valid = None, key, "", []
+        hint = suggest(part, valid) or (_nested(base, key) if base is not None and "." not in key else "")
         if not hint and parent and 0 < len(valid) <= 30:
             hint = f"; valid keys in '{parent}': {', '.join(valid)}"
         where = f" ('{part}' is not a key{f' of {parent!r}' if parent else ''})" if part != key else ""

@@ -171,20 +171,64 @@ def read_json(path: Path, what: str) -> Any:
         raise RsbenchError(f"{path} ({what}) is damaged: {exc}") from None
 
 
+# (section, key) pairs fingerprints gained after runs were made: a run dir whose fingerprint predates one resumes,
+# and its fingerprint gains the field (model.sha256: the checkpoint's digest, recorded since issue 42)
+ADDED_FIELDS = (("model", "sha256"),)
+
+
+def _without_added(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+    """``new`` less the :data:`ADDED_FIELDS` that ``old`` lacks (what ``old`` would have recorded of ``new``)."""
+    trimmed = json.loads(json.dumps(new))
+    for section, key in ADDED_FIELDS:
+        if isinstance(old.get(section), dict) and key not in old[section] and isinstance(trimmed.get(section), dict):
+            trimmed[section].pop(key, None)
+    return trimmed
+
+
+def fingerprint_differs(path: str | Path, fingerprint: Mapping[str, Any]) -> list[str]:
+    """The top-level keys in which the fingerprint stored at ``path`` differs from ``fingerprint`` (compared as
+    JSON; [] when none is stored or they agree)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    old = read_json(path, "the configuration its rows came from; certify.overwrite=true starts afresh")
+    new = _without_added(json.loads(json.dumps(fingerprint)), old)
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+def partial_differs(path: str | Path, partial: Mapping[str, Any]) -> list[str]:
+    """:func:`fingerprint_differs` for the part of a fingerprint known before the model is loaded: the keys of
+    ``partial`` that the stored one differs in, its ``model`` entry compared on the keys ``partial`` gives."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    old = read_json(path, "the configuration its rows came from; certify.overwrite=true starts afresh")
+    new = json.loads(json.dumps(partial))
+    diff = [k for k in new if k != "model" and old.get(k) != new[k]]
+    stored = old.get("model") if isinstance(old.get("model"), dict) else {}
+    if any(stored.get(k) != v for k, v in new.get("model", {}).items()):
+        diff.append("model")
+    return sorted(diff)
+
+
+def refuse_other_configuration(path: Path, diff: list[str]) -> None:
+    if diff:
+        raise RsbenchError(f"{path.parent} holds results of a different configuration (differs in "
+                           f"{', '.join(diff)}); use another hydra.run.dir or certify.overwrite=true")
+
+
 def check_fingerprint(path: str | Path, fingerprint: Mapping[str, Any], overwrite: bool) -> None:
     """Refuse to resume a run dir whose results came from a different configuration.
 
     ``path`` is a JSON sidecar holding the settings the rows depend on. With ``overwrite`` an
-    existing results file is started afresh instead.
+    existing results file is started afresh instead. A stored fingerprint that lacks only fields added since
+    (:data:`ADDED_FIELDS`) is accepted and rewritten with them.
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        old = read_json(path, "the configuration its rows came from; certify.overwrite=true starts afresh")
-        if old != json.loads(json.dumps(fingerprint)):
-            diff = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
-            raise RsbenchError(f"{path.parent} holds results of a different configuration (differs in "
-                               f"{', '.join(diff)}); use another hydra.run.dir or certify.overwrite=true")
-        return
+        refuse_other_configuration(path, fingerprint_differs(path, fingerprint))
+        if read_json(path, "the configuration its rows came from") == json.loads(json.dumps(fingerprint)):
+            return
     write_json_atomic(path, fingerprint)
 
 

@@ -51,12 +51,16 @@ class Smoothed:
     precision: str = "fp32"
     points_per_batch: int = 1
     compile: bool = False
+    input_shape: tuple[int, ...] | None = None  # one point's shape (C, H, W); None: taken from the first point
     pool: ForwardPool | None = field(default=None, init=False)
     # shared draws (:meth:`share_draws`): the counts of every point, reused by Smoothed objects of the same
     # model and sampling settings whose methods draw the same way
     memo: dict | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
+        check_model(self.model)
+        check_num_classes(self.num_classes)
+        self._forward_checked = False
         if self.precision not in PRECISIONS:
             raise RsbenchError(f"precision={self.precision!r} is invalid; valid values: {', '.join(PRECISIONS)}")
         check_count("batch", self.batch)
@@ -77,6 +81,7 @@ class Smoothed:
         for key, value in (("channels_last", channels_last), ("pushforward", pushforward)):
             if value not in ("auto", "off"):
                 raise RsbenchError(f"{key}={value!r} is invalid; valid values: auto, off")
+        check_model(model)
         cl = channels_last == "auto" and prefers_channels_last(model, input_shape or (0, 0, 0))
         if cl:
             model = model.to(memory_format=torch.channels_last)
@@ -85,7 +90,8 @@ class Smoothed:
                 and LinearPushforward.applies(model)):
             log.info("linear first layer: drawing its output directly (pushforward sampler, same distribution)")
             pf = LinearPushforward(model)
-        return cls(model, method, num_classes, batch, pf, cl, precision, points_per_batch, compile)
+        return cls(model, method, num_classes, batch, pf, cl, precision, points_per_batch, compile,
+                   None if input_shape is None else tuple(int(d) for d in input_shape))
 
     @property
     def device(self) -> torch.device:
@@ -124,13 +130,15 @@ class Smoothed:
         bound it (one-sided Clopper-Pearson at ``alpha`` for hard votes). Returns the row `rsbench certify`
         writes: ``idx``, ``predict`` (-1 = abstain), ``radius``, ``sound`` and the method's counts and bounds;
         with ``label``, also ``label`` and ``correct``; ``time_s``."""
-        return self.certify_batch([x], None if label is None else [label], n0, n, alpha, seed, [idx])[0]
+        return self.certify_batch([self.one_point(x, "certify")], None if label is None else [label], n0, n, alpha,
+                                  seed, [idx])[0]
 
     def predict(self, x: torch.Tensor, n: int = 100_000, alpha: float = 0.001, seed: int = 0, idx: int = 0,
                 label: int | None = None) -> dict[str, Any]:
         """Cohen et al.'s PREDICT at ``x``: the top class of ``n`` draws, or -1 (abstain) unless the two-sided
         binomial test of top-1 against top-2 rejects at ``alpha``. Returns the row `rsbench predict` writes."""
-        return self.predict_batch([x], None if label is None else [label], n, alpha, seed, [idx])[0]
+        return self.predict_batch([self.one_point(x, "predict")], None if label is None else [label], n, alpha, seed,
+                                  [idx])[0]
 
     def certify_batch(self, xs: torch.Tensor | Sequence[torch.Tensor], labels: Sequence[int] | None = None,
                       n0: int = 100, n: int = 100_000, alpha: float = 0.001, seed: int = 0,
@@ -150,36 +158,118 @@ class Smoothed:
         check_probability("alpha", alpha)
         return self._rows(xs, labels, indices, lambda x, i: self.predict_fields(x, i, seed, n, alpha))
 
+    def one_point(self, x: Any, call: str) -> Any:
+        """``x`` for :meth:`certify` / :meth:`predict`: one point, never a batch (of one)."""
+        if isinstance(x, torch.Tensor) and self.input_shape is not None and x.dim() == len(self.input_shape) + 1:
+            raise RsbenchError(f"x has shape {tuple(x.shape)}, a batch; {call}() takes one point of shape "
+                               f"{self.input_shape}: pass x[0], or use {call}_batch(x) for a batch")
+        if isinstance(x, torch.Tensor) and self.input_shape is None and x.dim() == 4 and x.shape[0] == 1:
+            raise RsbenchError(f"x has shape {tuple(x.shape)}, a batch of one; {call}() takes one point (C, H, W): "
+                               f"pass x[0], or use {call}_batch(x) for a batch")
+        return x
+
+    def _points(self, xs: Any) -> list[Any]:
+        """The points of ``xs``: a (B, *point shape) tensor or a sequence of points."""
+        if xs is None or isinstance(xs, (str, bytes)):
+            raise RsbenchError(f"xs must be a (B, C, H, W) tensor or a list of (C, H, W) points, got {xs!r}")
+        if isinstance(xs, torch.Tensor):
+            if xs.dim() < 2:
+                raise RsbenchError(f"xs has shape {tuple(xs.shape)}: a batch is (B, C, H, W)")
+            if self.input_shape is not None and tuple(xs.shape) == self.input_shape:
+                raise RsbenchError(f"xs has shape {tuple(xs.shape)}, one point; the batch calls take (B, "
+                                   f"{', '.join(map(str, self.input_shape))}): use xs.unsqueeze(0), or "
+                                   "certify(x) / predict(x) for one point")
+        return list(xs)
+
+    def check_label(self, label: Any, j: int) -> int:
+        if isinstance(label, bool) or not isinstance(label, (int, torch.Tensor)) or \
+                (isinstance(label, torch.Tensor) and (label.numel() != 1 or label.is_floating_point())):
+            raise RsbenchError(f"labels[{j}]={label!r} is invalid: a label is an integer class index")
+        label = int(label)
+        if not 0 <= label < self.num_classes:
+            raise RsbenchError(f"labels[{j}]={label} is not a class of num_classes={self.num_classes} "
+                               f"(valid: 0 to {self.num_classes - 1})")
+        return label
+
+    def check_forward(self, x: torch.Tensor) -> None:
+        """Once, on the first point: the model takes it and gives (1, num_classes) logits; else one clear error."""
+        if self._forward_checked:
+            return
+        try:
+            with torch.inference_mode():
+                out = self.model(x.unsqueeze(0))
+        except Exception as exc:  # noqa: BLE001  (any failure of the user's model on this input)
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise RsbenchError(f"the model fails on one point of shape {tuple(x.shape)} (as a batch "
+                               f"{(1, *x.shape)}): {first}; points must have the shape the model takes"
+                               + ("" if self.input_shape else " (pass input_shape= to check it up front)")) from None
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, self.num_classes):
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise RsbenchError(f"the model gives {shape} for a batch of one point, but num_classes="
+                               f"{self.num_classes}: it must return logits of shape (batch, num_classes)")
+        self._forward_checked = True
+
     def _rows(self, xs: Iterable[torch.Tensor], labels: Sequence[int] | None, indices: Sequence[int] | None,
               fields: Any) -> list[dict[str, Any]]:
-        xs = list(xs)
+        xs = self._points(xs)
         indices = list(range(len(xs))) if indices is None else [int(i) for i in indices]
         if len(indices) != len(xs) or (labels is not None and len(labels) != len(xs)):
             raise RsbenchError(f"{len(xs)} points but {len(indices)} indices"
                                + ("" if labels is None else f" and {len(labels)} labels"))
         if len(set(indices)) != len(indices):
             raise RsbenchError("indices repeat: each point needs its own noise stream")
+        labels = None if labels is None else [self.check_label(label, j) for j, label in enumerate(labels)]
         rows = []
         for j, (x, i) in enumerate(zip(xs, indices, strict=True)):
             x = self.check_point(x, i)
+            self.check_forward(x)
             t0 = time.perf_counter()
             row = {"idx": i, **fields(x, i)}
             if labels is not None:
-                row.update(label=int(labels[j]), correct=int(row["predict"] == int(labels[j])))
+                row.update(label=labels[j], correct=int(row["predict"] == labels[j]))
             rows.append({**row, "time_s": time.perf_counter() - t0})
         return rows
 
     def check_point(self, x: torch.Tensor, idx: int) -> torch.Tensor:
-        """``x`` on the model's device, refused with one line if it is not a finite float image in [0, 1]."""
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            raise RsbenchError(f"point {idx}: expected a float tensor (C, H, W) in [0, 1], got {type(x).__name__}"
-                               + (f" of dtype {x.dtype}" if isinstance(x, torch.Tensor) else ""))
+        """``x`` on the model's device, refused with one line if it is not a finite float32 image in [0, 1] of the
+        point shape (``input_shape``, else the first point's)."""
+        if not isinstance(x, torch.Tensor) or x.dtype != torch.float32:
+            raise RsbenchError(f"point {idx}: expected a float32 tensor (C, H, W) in [0, 1], got {type(x).__name__}"
+                               + (f" of dtype {x.dtype}" if isinstance(x, torch.Tensor) else "")
+                               + ("; convert it with x.float() (noise is drawn and added in float32)"
+                                  if isinstance(x, torch.Tensor) and x.is_floating_point() else ""))
+        if self.input_shape is None:
+            self.input_shape = tuple(x.shape)
+        if tuple(x.shape) != self.input_shape:
+            raise RsbenchError(f"point {idx}: shape {tuple(x.shape)}, but points have shape {self.input_shape}")
         if x.dim() < 1 or not torch.isfinite(x).all():
             raise RsbenchError(f"point {idx}: the input holds non-finite values (NaN or inf) or has no dimensions")
         if float(x.min()) < 0 or float(x.max()) > 1:
             raise RsbenchError(f"point {idx}: pixel values lie in [{float(x.min()):.3g}, {float(x.max()):.3g}], not "
                                "[0, 1]: pass images before normalisation; the model normalises them itself")
         return x.to(self.device)
+
+
+def check_model(model: Any) -> None:
+    """One clear error for what is not a model rsbench can run: not a module, weights on the meta device (none to
+    run), or floating-point weights other than float32 (the network runs in float32, or under autocast)."""
+    if not isinstance(model, nn.Module):
+        raise RsbenchError(f"model must be a torch.nn.Module from inputs in [0, 1] to logits, got "
+                           f"{type(model).__name__}")
+    tensors = [*model.parameters(), *model.buffers()]
+    if any(t.is_meta for t in tensors):
+        raise RsbenchError("model is on the meta device: it has no weights to run; materialise and load them first "
+                           "(model.to_empty(device=...) and load_state_dict)")
+    dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in tensors if t.is_floating_point()} - {"float32"})
+    if dtypes:
+        raise RsbenchError(f"model has {', '.join(dtypes)} weights: rsbench runs the network in float32 (or under "
+                           "autocast with precision='bf16' / 'fp16'); convert it with model.float()")
+
+
+def check_num_classes(num_classes: Any) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise RsbenchError(f"num_classes={num_classes!r} is invalid: it must be an integer >= 2")
+    return num_classes
 
 
 def compiled(model: nn.Module) -> nn.Module:

@@ -32,6 +32,8 @@ from rsbench.models.manifest import add_to_manifest
 
 ROOT = Path(__file__).resolve().parents[1] / "outputs" / "published"
 # rsbench robustness: per-point margin radii, per-point RS certificates, the curves and the summary
+# what each dataset's clean_acc was measured on (train_log.csv's test_acc)
+TEST_IMAGES = {"cifar10": "the 1,017 genuine CIFAR-10 test images", "mnist": "the 10,000 MNIST test images"}
 ROBUSTNESS_FILES = ("points.csv", "rs.csv", "curves.csv", "summary.json")
 
 
@@ -52,7 +54,7 @@ def publish_model(run: Path, name: str, command: str, commit: str | None, machin
         "dataset": meta["dataset"], "arch": meta["arch"], "params": meta["params"],
         "train_noise_sigma": meta["train_noise_sigma"], "epochs": int(meta["epochs"]), "seed": meta["seed"],
         "clean_acc": float(log["test_acc"].iloc[-1]), "noisy_acc": float(log["test_acc_noisy"].iloc[-1]),
-        "test_images": "the dataset's test split (CIFAR-10: the 1,017 genuine test images)",
+        "test_images": TEST_IMAGES.get(meta["dataset"], f"the {meta['dataset']} test split"),
         "wall_s": round(float(log["time_s"].sum()), 1), "train_log": f"{name}.train_log.csv"})
     print(f"published {folder / f'{name}.pt'} (manifest {folder / 'MANIFEST.json'})")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -27,10 +29,20 @@ def run_cli(args: list[str], outputs: Path) -> None:
     cli.main([*args, f"outputs_dir={outputs}"])
 
 
-def run_cli_subprocess(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli_subprocess(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``rsbench <args>`` as a child process, waited on to its end (no clock: a busy machine only takes longer)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, "-m", "rsbench.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True)
+
+
+def wait_for(condition: Callable[[], bool], proc: subprocess.Popen, what: str) -> None:
+    """Wait until ``condition()`` holds while ``proc`` still runs: on the event, never on the clock, so a slow or
+    busy machine makes a test longer but never fails it; a process that ends first fails the test."""
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"the process ended (exit {proc.returncode}) before {what}")
+        time.sleep(0.02)
 
 
 def read_rows(csv_path: Path) -> pd.DataFrame:

@@ -133,6 +133,66 @@ def test_bad_input_is_one_clear_error(tiny_model) -> None:
                        input_shape=(1, 28, 28))
 
 
+def _linear(outputs: int = 10, shape: tuple[int, ...] = (1, 28, 28)) -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(int(torch.tensor(shape).prod()), outputs))
+
+
+def _conv() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 26 * 26, 10))
+
+
+X = torch.rand(1, 28, 28)
+
+
+@pytest.mark.parametrize("make,call,pattern", [
+    # the input: one point to certify(), a batch to certify_batch(), float32
+    (lambda: rsbench.smooth(_linear(), num_classes=10, input_shape=(1, 28, 28)),
+     lambda s: s.certify(X.unsqueeze(0), n=100), r"x has shape \(1, 1, 28, 28\), a batch; certify\(\) takes one"),
+    (lambda: rsbench.smooth(_linear(), num_classes=10),
+     lambda s: s.certify(X.unsqueeze(0), n=100), r"a batch of one; certify\(\) takes one point"),
+    (lambda: rsbench.smooth(_linear(), num_classes=10, input_shape=(1, 28, 28)),
+     lambda s: s.certify_batch(X, n=100), r"xs has shape \(1, 28, 28\), one point; the batch calls take"),
+    (lambda: rsbench.smooth(_conv(), num_classes=10),
+     lambda s: s.certify_batch(X, n=100), r"the model fails on one point of shape \(28, 28\)"),
+    (lambda: rsbench.smooth(_linear(), num_classes=10),
+     lambda s: s.certify(X.half(), n=100), r"expected a float32 tensor .* of dtype torch.float16; convert it"),
+    (lambda: rsbench.smooth(_linear(), num_classes=10),
+     lambda s: s.certify_batch([X, torch.rand(1, 28, 27)], n=100), r"point 1: shape \(1, 28, 27\), but points"),
+    # the model: float32 weights on a real device, logits of width num_classes
+    (lambda: rsbench.smooth(_linear().double(), num_classes=10), None, r"model has float64 weights.*model.float\(\)"),
+    (lambda: rsbench.smooth(_linear().bfloat16(), num_classes=10), None, r"model has bfloat16 weights"),
+    (lambda: rsbench.smooth(_linear().to("meta"), num_classes=10), None, r"model is on the meta device"),
+    (lambda: rsbench.smooth(None, num_classes=10), None, r"model must be a torch.nn.Module .*got NoneType"),
+    (lambda: rsbench.smooth(_linear(12), num_classes=10),
+     lambda s: s.certify(X, n=100), r"the model gives \(1, 12\) for a batch of one point, but num_classes=10"),
+    (lambda: rsbench.smooth(_linear(5), num_classes=10), lambda s: s.certify(X, n=100), r"gives \(1, 5\)"),
+    (lambda: rsbench.smooth(_linear(7), num_classes=10), lambda s: s.predict(X, n=100), r"gives \(1, 7\)"),
+    (lambda: rsbench.smooth(torch.nn.Flatten(0), num_classes=10),  # a model without parameters, 1-D output
+     lambda s: s.certify(X, n=100), r"the model gives \(784,\) for a batch of one point"),
+    # num_classes and labels
+    (lambda: rsbench.smooth(_linear(), num_classes=0), None, r"num_classes=0 is invalid: it must be an integer >= 2"),
+    (lambda: rsbench.smooth(_linear(), num_classes=-3), None, r"num_classes=-3 is invalid"),
+    (lambda: rsbench.smooth(_linear(), num_classes="10"), None, r"num_classes='10' is invalid"),
+    (lambda: rsbench.smooth(_linear(), num_classes=10),
+     lambda s: s.certify(X, n=100, label=99), r"labels\[0\]=99 is not a class of num_classes=10"),
+    (lambda: rsbench.smooth(_linear(), num_classes=10),
+     lambda s: s.certify_batch([X, X], labels=[1, 2.5], n=100), r"labels\[1\]=2.5 is invalid"),
+])
+def test_api_bad_input_is_one_rsbench_error(make, call, pattern) -> None:
+    """Each misuse of rsbench.smooth and its calls: one RsbenchError naming the argument and what was expected."""
+    with pytest.raises(RsbenchError, match=pattern):
+        smoothed = make()
+        if call is not None:
+            call(smoothed)
+
+
+def test_a_parameterless_model_of_the_right_width_certifies() -> None:
+    """A fixed function (no parameters, e.g. a halfspace) is a model like any other."""
+    w = torch.ones(4)
+    row = rsbench.smooth(Halfspace(w, 0.0), num_classes=2).certify(torch.full((4,), 0.9), n0=50, n=500)
+    assert row["predict"] == 1 and row["radius"] > 0
+
+
 @pytest.mark.parametrize("method,cli,options,artefact", [
     ("dsmooth", ["method=dsmooth", "method.n_images=40", "method.attack.queries=3", "method.attack_batch=20",
                  "method.k=3"], {"n_images": 40, "k": 3, "attack_batch": 20,

@@ -42,6 +42,27 @@ def test_no_certified_accuracy_lies_above_the_attacked_one(tmp_path, tiny_model)
     assert bad.value.code == 1
 
 
+def test_verify_attacked_refuses_runs_of_another_classifier_and_duplicate_eps(tmp_path, tiny_model, capsys) -> None:
+    base = ["model=mlp", "model.params.widths=[64]", f"model.checkpoint={tiny_model}"]
+    run_cli(["certify", *base, *CERTIFY_SETTINGS, "certify.max=300", f"hydra.run.dir={tmp_path / 'cert'}"], tmp_path)
+    attack = "predict.attack={name: smoothed_pgd, eps: 0.25, m: 2, steps: 2}"
+    points = [*POINTS[:1], "predict.max=300", *POINTS[2:]]
+    for name, extra in (("same", []), ("again", ["seed=1"]), ("sigma", ["sigma=0.5"]), ("fewer", ["predict.max=100"])):
+        run_cli(["predict", *base, *points, attack, *extra, f"hydra.run.dir={tmp_path / name}"], tmp_path)
+    with pytest.raises(SystemExit) as ok:
+        verify_main([str(tmp_path / "cert"), "--attacked", str(tmp_path / "same")])
+    assert ok.value.code == 0, capsys.readouterr()
+    for other, why in (("sigma", "differ in method"), ("fewer", "points (6 certified, 2 attacked")):
+        with pytest.raises(SystemExit) as bad:
+            verify_main([str(tmp_path / "cert"), "--attacked", str(tmp_path / other)])
+        out = capsys.readouterr().out
+        assert bad.value.code == 1 and why in out, out
+    with pytest.raises(SystemExit) as twice:
+        verify_main([str(tmp_path / "cert"), "--attacked", str(tmp_path / "same"), str(tmp_path / "again")])
+    err = capsys.readouterr().err
+    assert twice.value.code == 2 and "both attack at eps 0.25" in err, err
+
+
 def test_an_attack_without_its_radius_is_refused(tmp_path, tiny_model) -> None:
     with pytest.raises(SystemExit):
         run_cli(["predict", "model=mlp", "model.params.widths=[64]", f"model.checkpoint={tiny_model}", *POINTS,

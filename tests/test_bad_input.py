@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -60,6 +63,8 @@ def test_unknown_config_group_options_list_the_valid_ones(tmp_path, capsys) -> N
     ("certify", ["model=nosuch"], r"unknown model 'nosuch'; valid models: auto, cifar_resnet"),
     ("certify", ["certify.nosuch=1"], r"unknown key 'certify.nosuch' .*valid keys in 'certify': n0, n, alpha"),
     ("certify", ["certify.nn=3"], r"unknown key 'certify.nn' .*did you mean 'n'\?"),
+    ("certify", ["alpha=2"], r"unknown key 'alpha'; did you mean 'certify.alpha'\?"),
+    ("certify", ["skip=2"], r"unknown key 'skip'; did you mean .*'certify.skip'"),
     ("certify", ["sigma"], r"cannot parse override 'sigma' \(missing EQUAL"),
     ("certify", ["=3"], r"override '=3' has no key"),
     ("certify", ["radii=[0,1"], r"cannot parse override 'radii=\[0,1'"),
@@ -103,7 +108,7 @@ def test_file_size_limit_is_one_line(tmp_path) -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
 
     result = subprocess.run([sys.executable, "-m", "rsbench.cli", "certify", *TINY_CERTIFY, f"outputs_dir={tmp_path}"],
-                            cwd=REPO, capture_output=True, text=True, preexec_fn=limit, timeout=300)
+                            cwd=REPO, capture_output=True, text=True, preexec_fn=limit)
     assert result.returncode == 2, result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("rsbench certify: error: cannot write") and "file-size limit" in last
@@ -177,12 +182,12 @@ def test_failure_before_the_first_row_leaves_nothing(tmp_path, capsys, tiny_mode
 
 
 def test_bookkeeping_files_are_told_apart_from_results(tmp_path) -> None:
-    from rsbench.stages.common import _is_bookkeeping
+    from rsbench.stages.rundir import is_bookkeeping
     csv = tmp_path / "certify.csv"
     csv.write_text("idx,label,predict\n")
-    assert _is_bookkeeping(csv, "certify") and _is_bookkeeping(tmp_path / "certify.plan.json", "certify")
+    assert is_bookkeeping(csv, "certify") and is_bookkeeping(tmp_path / "certify.plan.json", "certify")
     csv.write_text("idx,label,predict\n0,1,1\n")
-    assert not _is_bookkeeping(csv, "certify") and not _is_bookkeeping(tmp_path / "model.pt", "certify")
+    assert not is_bookkeeping(csv, "certify") and not is_bookkeeping(tmp_path / "model.pt", "certify")
 
 
 # -- the cases a fault and bad-input run of main still found (issue 28): each one line, nothing lost or left ------
@@ -252,3 +257,27 @@ def test_a_damaged_mnist_archive_leaves_no_lock_behind(tmp_path, capsys) -> None
     _fails(tmp_path, capsys, ["train", "dataset=mnist", f"dataset.data_dir={tmp_path / 'data'}",
                               f"dataset.cache_dir={cache}", "model=mlp"], r"is damaged")
     assert [p.relative_to(cache) for p in cache.rglob("*") if p.is_file()] == []
+
+
+def test_config_errors_are_reported_before_torch_is_imported(tmp_path) -> None:
+    """Validation comes first: a mistyped override costs no heavy import (seconds, or a minute on a busy machine)."""
+    code = ("import sys\nfrom rsbench import cli\ntry:\n    cli.main(['certify', 'methd=mog'])\n"
+            "except SystemExit as e:\n    print(e.code, 'torch' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert done.stdout.split() == ["2", "False"], (done.stdout, done.stderr)
+    assert "did you mean 'method'" in done.stderr
+
+
+@pytest.mark.parametrize("stage", ["certify", "verify"])
+def test_ctrl_c_during_start_up_is_one_line(monkeypatch, capsys, stage) -> None:
+    """Ctrl-C while the stage's modules load (before any row): exit 130 and one line, no traceback."""
+    from rsbench import cli
+
+    def interrupted(name: str, *args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.importlib, "import_module", interrupted)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([stage, "nothing"] if stage == "verify" else [stage, "sigma=0.5"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 130 and len(err) == 1 and err[0].startswith(f"rsbench {stage}: interrupted"), err

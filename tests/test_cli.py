@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import signal
-import time
 
 import pandas as pd
 import pytest
 
-from conftest import TINY_CERTIFY, TINY_TRAIN, read_rows, run_cli, run_cli_subprocess
+from conftest import TINY_CERTIFY, TINY_TRAIN, read_rows, run_cli, run_cli_subprocess, wait_for
 from rsbench.analysis.curves import summary
 
 
@@ -80,11 +80,7 @@ def test_kill_and_resume_subprocess(tmp_path, tiny_model) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "rsbench.cli", *args, f"hydra.run.dir={run}"], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ)
     csv = run / "certify.csv"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if csv.exists() and len(csv.read_text().splitlines()) >= 4:  # header + 3 rows
-            break
-        time.sleep(0.05)
+    wait_for(lambda: csv.exists() and len(csv.read_text().splitlines()) >= 4, proc, "3 rows were written")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_rows = len(csv.read_text().splitlines()) - 1
@@ -110,11 +106,10 @@ def _interrupt_then_rerun(args: list[str], tmp_path, watch: str, lines: int, sig
     proc = subprocess.Popen([sys.executable, "-m", "rsbench.cli", *full], cwd=tmp_path, text=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.time() + 120
-    while time.time() < deadline and not (watch.exists() and len(watch.read_text().splitlines()) >= lines):
-        time.sleep(0.02)
+    wait_for(lambda: watch.exists() and len(watch.read_text().splitlines()) >= lines, proc,
+             f"{watch.name} had {lines} lines")
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate()
     assert proc.returncode == code, err[-2000:]
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == f"rsbench {args[0]}: interrupted; re-run the same command to resume"
@@ -196,6 +191,9 @@ def test_plot(tmp_path, tiny_model) -> None:
     run_cli(["plot", f"runs=[{a.parent}]", "ci_level=0.8", "bands=false", f"hydra.run.dir={tmp_path / 'p80'}"],
             tmp_path)
     assert (pd.read_csv(tmp_path / "p80" / "certified_accuracy.csv")["level"] == 0.8).all()
+    # one run without brackets is that run, not the characters of its path
+    run_cli(["plot", f"runs={a.parent}", f"hydra.run.dir={tmp_path / 'one'}"], tmp_path)
+    assert list(pd.read_csv(tmp_path / "one" / "certified_accuracy.csv")["run"]) == ["gaussian σ=0.25, mnist5k"]
 
 
 def test_plot_points_common_compares_the_same_points(tmp_path, tiny_model) -> None:
@@ -278,10 +276,15 @@ def test_run_dir_names_are_short_and_paths_become_stems() -> None:
     assert _run_name(["K=10", "method=mog", own, "device=cpu"], ex) == \
         "K-10__method-mog__model.checkpoint-experiment-cohen_mnist,sigma-0.5"
     assert _run_name(["model.checkpoint=/w/models/resnet20_s0.25.pt"], ex) == "model.checkpoint-resnet20_s0.25"
-    assert _run_name(["figure=mog_fig1", "runs=[out/certify/a__b,out/m/K-1]"], ex) == "figure-mog_fig1__runs-[a,b,K-1]"
-    assert _run_name(["title='MoG a/b'"], ex) == "title-'MoG a_b'"  # quoted text is not a path
+    assert _run_name(["figure=mog_fig1", "runs=[out/certify/a__b,out/m/K-1]"], ex) == "figure-mog_fig1__runs-a,b,K-1"
+    assert _run_name(["title='MoG a/b'"], ex) == "title-MoG_a_b"  # quoted text is not a path
     assert _run_name(["x=../../etc"], ex) == "x-etc" and _run_name([], ex) == "default"
-    assert _run_name(["runs=[o/certify/sigma-0.5]"], ex) == "runs-[sigma-0.5]"  # ".5" is not an extension
+    assert _run_name(["runs=[o/certify/sigma-0.5]"], ex) == "runs-sigma-0.5"  # ".5" is not an extension
+    # shell-safe and still readable: no brackets, braces, colons, quotes or spaces
+    assert _run_name(["predict.attack={name: smoothed_pgd, eps: 0.5}"], ex) == \
+        "predict.attack-name-smoothed_pgd,eps-0.5"
+    for name in (_run_name(["predict.attack={name: x, eps: 0.5}", "radii=[0, 1]", "title='a b: c'"], ex),):
+        assert re.fullmatch(r"[A-Za-z0-9._,+@%-]+", name), name
     assert _run_name(["model.weights_file=m/noise_0.25/checkpoint.pth.tar"], ex) == "model.weights_file-noise_0.25"
     assert _run_name(["x=.hidden"], ex) == "x-.hidden" and _run_name([".x=1"], ex).startswith("_")
     long = _run_name([f"k{i}={'v' * 20}" for i in range(12)], ex)

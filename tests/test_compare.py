@@ -103,6 +103,12 @@ def test_cli_compare(tmp_path, tiny_model, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--cap", "-1"])
     assert exc.value.code == 2 and "must be a positive radius" in capsys.readouterr().err
+    for flag, value, message in (("--draws", "0", "--draws=0 is invalid"),
+                                 ("--level", "1.5", "--level=1.5 is invalid")):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), flag, value])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and message in err and "--radii" not in err.splitlines()[-1], err
 
 
 def test_cohen_per_image_files_with_either_time_format(tmp_path, capsys) -> None:

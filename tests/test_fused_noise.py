@@ -18,7 +18,6 @@ HERE = Path(__file__).resolve().parent
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton (installed with torch on Linux)")
 def test_fused_noise_under_the_triton_interpreter() -> None:
     env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)])}
-    done = subprocess.run([sys.executable, str(HERE / "fused_checks.py")], env=env, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run([sys.executable, str(HERE / "fused_checks.py")], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "fused noise checks passed" in done.stdout

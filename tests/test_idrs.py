@@ -228,6 +228,9 @@ def test_cli_idrs_end_to_end(tmp_path, capsys) -> None:
     assert (rows["radius"] <= 2 * norm.ppf(1 - 1e-7) / (2 * 34.71) + 1e-9).all()
     nets = list(tmp_path.glob("models/*sigma_net*/sigma_net.pt"))
     assert len(nets) == 1 and (nets[0].parent / "train_log.csv").exists()
+    # the default base model is trained for the noise the method samples (sigma >= sigma_min), not at sigma 0
+    bases = [p for p in tmp_path.glob("models/*/model.pt") if "sigma_net" not in str(p)]
+    assert len(bases) == 1 and "-sigma0.65-" in bases[0].parent.name, bases
     # bounds=point reuses the cached sigma network and is labelled unsound
     run_cli(["certify", *IDRS_TINY, "method.bounds=point"], tmp_path)
     point = next(df for df in map(read_rows, tmp_path.glob("certify/*/certify.csv")) if df["bounds"][0] == "point")

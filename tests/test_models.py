@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 
 import pytest
@@ -59,7 +60,7 @@ def test_checkpoint_roundtrip_and_refusals(tmp_path) -> None:
     path = save_checkpoint(tmp_path / "m.pt", model, meta)
     loaded, got = load_model(path, "mlp", params, MNIST)
     x = torch.rand(4, 1, 28, 28)
-    assert torch.equal(loaded(x), model(x)) and got == meta
+    assert torch.equal(loaded(x), model(x)) and got == {**meta, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     # the embedded dataset is the same family, so the checkpoint is accepted there too
     _, spec5k = load_split("mnist5k", "test")
     load_model(path, "mlp", params, spec5k)
@@ -77,6 +78,8 @@ def test_checkpoint_roundtrip_and_refusals(tmp_path) -> None:
         read_checkpoint(truncated)
     with pytest.raises(RsbenchError, match="does not exist"):
         read_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(RsbenchError, match="is a directory, not a file; name the file inside it"):
+        read_checkpoint(tmp_path)
 
     plain = tmp_path / "plain.pt"
     torch.save(model.state_dict(), plain)
@@ -106,6 +109,9 @@ def test_weights_file(tmp_path) -> None:
     assert meta["weights_file"] == str(path)
     with pytest.raises(RsbenchError, match="could not be loaded"):
         load_weights_file(path, "mlp", {"widths": [9]}, MNIST)
+    assert meta["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(RsbenchError, match="does not exist. rsbench downloads no weights: Cohen et al.'s released"):
+        load_weights_file(tmp_path / "noise_0.25" / "checkpoint.pth.tar", "mlp", {"widths": [8]}, MNIST)
 
 
 def test_check_input() -> None:

@@ -317,6 +317,11 @@ def test_bad_objective_settings_say_what_is_wrong() -> None:
         check_objective({"name": "consistency", "m": 0, "lbd": 1.0, "eta": 0.5})
     with pytest.raises(RsbenchError, match="mix_step=2 must lie in"):
         check_objective({"name": "smoothmix", **{**DEFAULTS["smoothmix"], "mix_step": 2}})
+    for name, key, value in (("macer", "beta", 0), ("macer", "beta", -1.0), ("smoothmix", "max_norm", -1),
+                             ("smoothmix", "max_norm", 0.0)):
+        with pytest.raises(RsbenchError, match=f"train.objective.{key}={value!r} is invalid: it must be a number > 0"):
+            check_objective({"name": name, **{**DEFAULTS[name], key: value}})
+    assert check_objective({"name": "smoothmix", **{**DEFAULTS["smoothmix"], "max_norm": None}})["max_norm"] is None
     base = dict(epochs=1, batch_size=8, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=0.0, schedule="constant",
                 step_size=1, gamma=1.0)
     with pytest.raises(RsbenchError, match="train.loss and train.warm_start apply to train.objective=gaussian"):
@@ -326,6 +331,17 @@ def test_bad_objective_settings_say_what_is_wrong() -> None:
         loop.TrainConfig.from_cfg({**base, "objective": {"name": "stability", "gamma": 1.0},
                                    "attack": {"name": "pgd_l2", "eps": 1.0, "steps": 1, "step_size": 1.0}})
     assert set(OBJECTIVES) == set(DEFAULTS)
+
+
+def test_nonsense_objective_settings_train_nothing(tmp_path, capsys) -> None:
+    for override in ("train.objective.beta=0", "train.objective.max_norm=-1"):
+        objective = "macer" if "beta" in override else "smoothmix"
+        run = tmp_path / objective
+        with pytest.raises(SystemExit) as exit_:
+            run_cli(["train", f"train.objective={objective}", override, "model=mlp", "model.params.widths=[16]",
+                     "train.epochs=1", "train.max_examples=64", f"hydra.run.dir={run}"], tmp_path)
+        assert exit_.value.code == 2 and "is invalid" in capsys.readouterr().err
+        assert not (run / "model.pt").exists()
 
 
 def test_cli_trains_an_objective_and_records_it(tmp_path) -> None:

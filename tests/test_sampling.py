@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import pandas as pd
+import pytest
 import torch
 
+from conftest import TINY_TRAIN, read_rows, run_cli
 from halfspace import Halfspace, point_at_distance
-from rsbench.certify.sampling import class_counts
+from rsbench.certify.sampling import class_counts, class_counts_many
 from rsbench.noise import GaussianNoise
 
 SHAPE = (1, 6, 6)
+IDRS_SMALL = ["method.hidden=8", "method.train.max_examples=64", "method.train.samples=1"]
 
 
 def _setup():
@@ -86,3 +90,35 @@ def test_in_place_normalisation_gives_the_same_outputs_and_counts() -> None:
     x = torch.rand(spec.shape)
     ref = class_counts(Plain(model), GaussianNoise(0.5), x, 700, 10, 300, 0, (2,))
     assert torch.equal(class_counts(model, GaussianNoise(0.5), x, 700, 10, 300, 0, (2,)), ref)
+
+
+def test_soft_sums_are_the_same_bit_for_bit_for_any_batch_and_company() -> None:
+    """Soft smoothing's float64 score sums: one sum per seeded block, added in block order, so neither the forward
+    batch (the CLI's batch=auto picks it by timing, always whole blocks) nor other points in the batch change the
+    last bit. (A batch below one block splits a block over several forward passes, which a float32 network may
+    round differently, as any network may for another batch size.)"""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 32), torch.nn.Tanh(), torch.nn.Linear(32, 5))
+    x, others = torch.rand(3, 2, 2), [torch.rand(3, 2, 2) for _ in range(2)]
+    noise = GaussianNoise(0.5)
+    for squares in (False, True):
+        sums = [class_counts(model, noise, x, 1050, 5, batch, 7, (4, 1), temperature=1.0, squares=squares)
+                for batch in (100, 200, 250, 1000, 4000)]
+        assert all(torch.equal(s, sums[0]) for s in sums), [s - sums[0] for s in sums]
+        together = class_counts_many(model, noise, [*others[:1], x, *others[1:]], [(9, 1), (4, 1), (5, 1)], 1050, 5,
+                                     700, 7, temperature=1.0, squares=squares)
+        assert torch.equal(together[1], sums[0])
+
+
+@pytest.mark.parametrize("method", [["method.smoothing=soft", "method.p_min=1e-7"], ["method=idrs", *IDRS_SMALL]])
+def test_a_point_certified_alone_is_the_same_row_inside_a_larger_selection(tmp_path, tiny_model, method) -> None:
+    """The same command gives the same CSV: a point's soft-smoothing row (float64 sums of scores) is bit for bit the
+    same alone (one point, batch 100) and among others (every 25th point, batch 400, two points per batch)."""
+    base = [*TINY_TRAIN, f"model.checkpoint={tiny_model}", "certify.n0=20", "certify.n=1000", "certify.alpha=0.01",
+            *method]
+    run_cli(["certify", *base, "certify.max=1", "certify.batch=100", f"hydra.run.dir={tmp_path / 'alone'}"], tmp_path)
+    run_cli(["certify", *base, "certify.skip=25", "certify.max=200", "certify.batch=400", "certify.points_per_batch=2",
+             f"hydra.run.dir={tmp_path / 'many'}"], tmp_path)
+    alone, many = (read_rows(tmp_path / r / "certify.csv") for r in ("alone", "many"))
+    assert len(alone) == 1 and len(many) == 8
+    pd.testing.assert_frame_equal(alone, many[many["idx"] == 0].reset_index(drop=True))

@@ -96,7 +96,7 @@ def test_submitit_local_sharded_sweep(tmp_path, tiny_model) -> None:
     sweep = tmp_path / "sweep"
     res = run_cli_subprocess(["certify", "-m", "hydra/launcher=local", *ARGS, "certify.shard=0,1",
                               "certify.num_shards=2", f"model.checkpoint={tiny_model}", f"hydra.sweep.dir={sweep}",
-                              f"outputs_dir={tmp_path}"], tmp_path, timeout=600)
+                              f"outputs_dir={tmp_path}"], tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     full = _run(tmp_path, "full", model=tiny_model)
     merged = run_cli_subprocess(["merge", str(sweep)], tmp_path)
@@ -110,7 +110,7 @@ def test_submitit_local_failing_job_is_reported_in_one_line(tmp_path, tiny_model
     sweep = tmp_path / "sweep"
     res = run_cli_subprocess(["certify", "-m", "hydra/launcher=local", *ARGS, "certify.n=300,0",
                               f"model.checkpoint={tiny_model}", f"hydra.sweep.dir={sweep}",
-                              f"outputs_dir={tmp_path}"], tmp_path, timeout=600)
+                              f"outputs_dir={tmp_path}"], tmp_path)
     assert res.returncode == 1, res.stderr[-2000:]
     assert "rsbench certify: error: 1 sweep job(s) failed:" in res.stderr, res.stderr[-2000:]
     (line,) = [ln.strip() for ln in res.stderr.splitlines() if ln.strip().startswith("job ")]

@@ -39,14 +39,22 @@ def runs(tmp_path_factory, tiny_model) -> dict[str, Path]:
 def test_a_clean_run_verifies(runs, name) -> None:
     problems, summary = verify(runs[name])
     assert problems == [], problems
-    assert "6 of 6 rows recomputed" in summary and "every radius, bound and sound flag recomputes" in summary
+    assert "6 of 6 rows recomputed" in summary and "0 skipped" in summary, summary
+    assert summary.endswith(": every recomputed radius, bound and sound flag agrees"), summary
+    assert "sha256" in summary, summary  # the model the rows came from
 
 
-def test_rows_that_cannot_be_recomputed_are_never_counted_as_verified(runs) -> None:
+def test_rows_that_cannot_be_recomputed_are_never_counted_as_verified(runs, capsys) -> None:
     problems, summary = verify(runs["mog_componentwise"])
-    assert problems == [] and "0 of 6 rows recomputed" in summary and "per-component bounds" in summary
-    problems, _ = verify(runs["mog_componentwise"], strict=True)
-    assert problems and "--strict" in problems[-1]
+    assert "0 of 6 rows recomputed" in summary and "6 skipped" in summary, summary
+    assert summary.endswith(": nothing verified"), summary
+    assert len(problems) == 1 and "--allow-unverifiable" in problems[0] and "per-component bounds" in summary
+    problems, _ = verify(runs["mog_componentwise"], allow_unverifiable=True)
+    assert problems == []
+    for flags, code in (([], 1), (["--allow-unverifiable"], 0)):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["verify", str(runs["mog_componentwise"]), *flags])
+        assert exc.value.code == code, capsys.readouterr()
 
 
 def test_dsmooth_rows_without_their_covariance_summary_are_not_recomputable(runs, tmp_path) -> None:
@@ -55,7 +63,7 @@ def test_dsmooth_rows_without_their_covariance_summary_are_not_recomputable(runs
     shutil.copytree(runs["dsmooth"] / ".hydra", old / ".hydra")
     pd.read_csv(runs["dsmooth"] / "certify.csv").drop(columns=["logdet_d", "min_eig"]).to_csv(
         old / "certify.csv", index=False)
-    problems, summary = verify(old)
+    problems, summary = verify(old, allow_unverifiable=True)
     assert problems == [] and "0 of 6 rows recomputed" in summary and "logdet_d" in summary
 
 
@@ -111,6 +119,61 @@ def test_unusable_input_is_one_line(tmp_path, capsys) -> None:
         assert exc.value.code == 2 and message in capsys.readouterr().err
 
 
+def test_an_empty_or_header_only_file_is_unusable(runs, tmp_path, capsys) -> None:
+    """Nothing to verify is not a pass: exit 2 with one line."""
+    (tmp_path / "empty.csv").write_bytes(b"")
+    header = (runs["gaussian"] / "certify.csv").read_text().splitlines()[0]
+    (tmp_path / "header.csv").write_text(header + "\n")
+    for name, message in (("empty.csv", "is empty"), ("header.csv", "holds no rows")):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["verify", str(tmp_path / name)])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and message in err and "Traceback" not in err, err
+
+
+def test_a_mog_csv_copied_out_of_its_run_dir_verifies_from_its_rows(runs, tmp_path) -> None:
+    """Without the saved config, the method is rebuilt from the row's columns: K reads back as the int it was."""
+    shutil.copyfile(runs["mog_pooled"] / "certify.csv", tmp_path / "mog.csv")
+    problems, summary = verify(tmp_path / "mog.csv")
+    assert problems == [] and "6 of 6 rows recomputed" in summary, (problems, summary)
+
+
+def test_a_deleted_row_is_reported_from_the_runs_plan(runs, tmp_path) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(runs["gaussian"], copy)
+    lines = (copy / "certify.csv").read_text().splitlines(keepends=True)
+    idx = lines[3].split(",")[0]
+    (copy / "certify.csv").write_text("".join(lines[:3] + lines[4:]))
+    problems, summary = verify(copy)
+    assert len(problems) == 1 and f"(idx {idx})" in problems[0] and "no row" in problems[0], problems
+    assert verify(copy, allow_missing=True)[0] == []
+
+
+def test_rows_from_an_altered_copy_of_a_published_model_fail(tmp_path, tiny_model) -> None:
+    """A run records its checkpoint's sha256; naming a published model it did not use is caught."""
+    from rsbench.models.manifest import add_to_manifest
+
+    published = tmp_path / "published"
+    published.mkdir()
+    shutil.copyfile(tiny_model, published / "m.pt")
+    add_to_manifest(published, "m.pt", {})
+    altered = tmp_path / "altered.pt"
+    data = bytearray(Path(tiny_model).read_bytes())
+    data[-100] ^= 1
+    altered.write_bytes(bytes(data))
+    runs = {}
+    for name, model in (("published", published / "m.pt"), ("altered", altered)):
+        runs[name] = tmp_path / name
+        run_cli(["certify", *TINY_CERTIFY, "certify.max=100", f"model.checkpoint={model}",
+                 f"hydra.run.dir={runs[name]}"], tmp_path)
+    problems, summary = verify(runs["published"])
+    assert problems == [] and "the published model" in summary, summary
+    fingerprint = runs["altered"] / "certify.fingerprint.json"  # passing it off as the published model's rows
+    fingerprint.write_text(fingerprint.read_text().replace(str(altered), str(published / "m.pt")))
+    problems, summary = verify(runs["altered"])
+    assert len(problems) == 1 and "not from the published" in problems[0] and "NOT the published" in summary
+
+
 def test_a_sample_recomputes_only_its_drawn_rows_and_keeps_their_line_numbers(runs, tmp_path) -> None:
     edited = _edit(runs["gaussian"], tmp_path, 3, "radius", "0.9")
     outcomes = {}
@@ -129,8 +192,8 @@ def test_a_sample_recomputes_only_its_drawn_rows_and_keeps_their_line_numbers(ru
 def _check_committed(sample: int | None) -> None:
     csvs = sorted((REPO / "outputs" / "published" / "results").rglob("certify.csv"))
     assert csvs
-    for csv in csvs:
-        problems, summary = verify(csv, sample=sample)
+    for csv in csvs:  # componentwise and old DSmooth rows are not recomputable (skipped, checked below)
+        problems, summary = verify(csv, allow_unverifiable=True, sample=sample)
         assert problems == [], problems
         if " 0 of " in summary:  # only MoG componentwise (per-component bounds) and DSmooth (the covariance) rows
             rows = pd.read_csv(csv)  # are not recomputable: no row records what their certificates need

@@ -36,7 +36,9 @@ def class_counts(model: nn.Module, noise: Noise, x: torch.Tensor, n: int, num_cl
     """Sum over n draws eps_i of the base classifier's output at x + eps_i, one entry per class.
 
     Hard smoothing (``temperature=None``): class counts of argmax f(x + eps_i), int64.
-    Soft smoothing: sums of softmax(f(x + eps_i) / temperature), float64; divide by n for the mean.
+    Soft smoothing: sums of softmax(f(x + eps_i) / temperature), float64; divide by n for the mean. Each
+    seeded block's scores are summed alone and the block sums added in block order, so the float64 total is
+    the same bit for bit for any ``batch`` and any other points sharing the forward batches.
     With ``squares`` (soft only) the result has two rows: the sums and the sums of squared scores
     (for variance-adaptive bounds such as empirical Bernstein).
 
@@ -105,6 +107,7 @@ def class_counts_many(model: nn.Module, noise: Noise, xs: list[torch.Tensor], ke
             scales.copy_(noise.scales(len(buf), g, device, x.dtype))  # constant: drawn once, no generator
         centres = torch.zeros((1, pushforward.hidden), device=device, dtype=x.dtype) if use_pf else torch.stack(xs)
         row_scales = torch.ones_like(scales) if use_pf else scales
+    block_sums: list[list[torch.Tensor]] = [[] for _ in range(k)]  # soft: per point, its blocks' sums in order
     b, total_blocks = 0, k * n_blocks  # block b is point b // n_blocks's block b % n_blocks
     while b < total_blocks:
         m, b0, segments = 0, b, []  # segments: (point, first row, end row) in buf
@@ -136,6 +139,7 @@ def class_counts_many(model: nn.Module, noise: Noise, xs: list[torch.Tensor], ke
         if k > 1 and temperature is None:
             point_of_row = torch.repeat_interleave(torch.tensor([p for p, _, _ in segments], device=device),
                                                    torch.tensor([e - a for _, a, e in segments], device=device))
+        probs = []
         for lo in range(0, m, batch):
             hi = min(m, lo + batch)
             parts = [(p, max(a, lo), min(e, hi)) for p, a, e in segments if a < hi and e > lo]
@@ -153,18 +157,27 @@ def class_counts_many(model: nn.Module, noise: Noise, xs: list[torch.Tensor], ke
                 if point_of_row is not None:  # one count over all points: class index offset by the point's
                     pred = pred + point_of_row[lo:hi] * num_classes
                 total.view(-1).index_add_(0, pred, ones[:hi - lo])
-                continue
-            probs = torch.softmax(logits.double() / temperature, dim=1)
-            for p, a, e in parts:  # each point's rows are contiguous: a deterministic sum per point
-                rows = probs[a - lo:e - lo]
-                if squares:
-                    total[p, 0] += rows.sum(dim=0)
-                    total[p, 1] += rows.square().sum(dim=0)
-                else:
-                    total[p] += rows.sum(dim=0)
+            else:
+                probs.append(torch.softmax(logits.double() / temperature, dim=1))
+        if probs:  # soft: one float64 sum per seeded block, whatever the forward batches (see block_sums)
+            probs = probs[0] if len(probs) == 1 else torch.cat(probs)
+            for p, a, e in segments:
+                rows = probs[a:e]
+                block_sums[p].append(_per_block(torch.stack([rows, rows.square()], 1) if squares else rows))
+    if temperature is not None:  # the blocks' sums added in one fixed order: the same total for any batch
+        total = torch.stack([torch.cat(sums).sum(0) for sums in block_sums])
     if not bool(finite):
         raise_non_finite("under noise")
     return list(total.cpu())
+
+
+def _per_block(rows: torch.Tensor) -> torch.Tensor:
+    """The sums of consecutive BLOCK rows of ``rows`` (a point's whole blocks; its last may be shorter), one each."""
+    full = len(rows) // BLOCK * BLOCK
+    sums = [rows[:full].unflatten(0, (-1, BLOCK)).sum(1)] if full else []
+    if full < len(rows):
+        sums.append(rows[full:].sum(0, keepdim=True))
+    return torch.cat(sums)
 
 
 def check_finite_logits(logits: torch.Tensor, where: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -71,3 +72,11 @@ def make_method(cfg: Mapping[str, Any]) -> Method:
         return cls(**params)
     except TypeError as exc:
         raise RsbenchError(f"method '{cls.name}': bad parameters {params}: {exc}") from exc
+
+
+def method_from_params(params: Mapping[str, Any]) -> Method:
+    """:func:`make_method` from a superset of the method's parameters (a saved config, or a results row whose
+    other columns are not parameters): the keys its constructor does not take are left out."""
+    cls = METHODS.get(params["name"])
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    return make_method({k: v for k, v in params.items() if k in accepted or k == "name"})

@@ -25,7 +25,7 @@ from rsbench.certify.smoothing import ABSTAIN, certify_hard, cohen_predict
 from rsbench.errors import check_count, check_positive, require
 from rsbench.log import log
 from rsbench.methods.base import METHODS, MethodContext
-from rsbench.noise.lowrank import AnisotropicGaussianNoise, LowRankCovariance
+from rsbench.noise.lowrank import AnisotropicGaussianNoise, LowRankCovariance, one_thread
 
 DEFAULT_ATTACK = {"name": "square_fgsm", "eps_inf": 0.5, "queries": 5000, "eps_l2": 0.5}
 
@@ -78,7 +78,8 @@ class DSmooth:
 
             def build(tmp: Path) -> None:
                 deltas = self._perturbations(ctx, deltas_path)
-                lam = self.lam if self.lam is not None else float(deltas.flatten(1).double().var(0).mean())
+                with one_thread():  # the same lam on any machine
+                    lam = self.lam if self.lam is not None else float(deltas.flatten(1).double().var(0).mean())
                 LowRankCovariance.from_perturbations(
                     deltas, self.k, lam, {"dataset": ctx.spec.name, "attack": self.attack, "lam_default": self.lam
                                           is None, "perturbations": deltas_path.parent.name}).save(tmp)

@@ -7,6 +7,7 @@ architecture or dataset does not match the config is refused.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from torch import nn
 from rsbench.cache import atomic_write, torch_writer
 from rsbench.data.registry import DatasetSpec
 from rsbench.errors import RsbenchError
-from rsbench.models.manifest import verify_published
+from rsbench.models.manifest import check_digest, sha256_bytes
 from rsbench.models.registry import MODELS, NormalizedModel, build_model
 
 FORMAT = "rsbench-checkpoint/1"
@@ -28,13 +29,31 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) ->
     return atomic_write(path, torch_writer({"format": FORMAT, "state_dict": state, "meta": meta}))
 
 
-def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a checkpoint file; every way it can be broken becomes a one-line :class:`RsbenchError`."""
-    path = Path(path)
+# where released weights come from: rsbench never downloads any
+WEIGHTS_SOURCE = ("rsbench downloads no weights: Cohen et al.'s released models are the .pth.tar files of the "
+                  "models archive linked from their repository (locuslab/smoothing), e.g. "
+                  "models/cifar10/resnet110/noise_0.25/checkpoint.pth.tar; MACER's and SmoothMix's are linked from "
+                  "theirs")
+
+
+def read_bytes(path: Path, what: str, hint: str = "") -> bytes:
+    """The bytes of a model file, read once (what is hashed is what is loaded); a missing path, or a directory,
+    is a one-line :class:`RsbenchError` (with ``hint``: where such files come from)."""
+    if path.is_dir():
+        raise RsbenchError(f"{what} {path} is a directory, not a file; name the file inside it "
+                           f"(e.g. {path / ('checkpoint.pth.tar' if hint else 'model.pt')})")
     if not path.is_file():
-        raise RsbenchError(f"checkpoint {path} does not exist")
+        raise RsbenchError(f"{what} {path} does not exist" + (f". {hint}" if hint else ""))
+    return path.read_bytes()
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint file; every way it can be broken becomes a one-line :class:`RsbenchError`. ``meta`` gains
+    ``sha256``, the digest of the bytes loaded."""
+    path = Path(path)
+    data = read_bytes(path, "checkpoint")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RsbenchError(f"checkpoint {path} is corrupted or not a torch checkpoint: {first}") from exc
@@ -45,7 +64,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     if not isinstance(state, dict) or not isinstance(meta, dict) or "arch" not in meta or "dataset" not in meta:
         raise RsbenchError(f"checkpoint {path} is incomplete: it lacks state_dict or meta (arch, dataset)")
     check_finite_state(state, f"checkpoint {path}")
-    return state, meta
+    return state, {**meta, "sha256": sha256_bytes(data)}
 
 
 def check_finite_state(state: dict[str, Any], what: str) -> None:
@@ -60,11 +79,9 @@ def check_finite_state(state: dict[str, Any], what: str) -> None:
 def load_model(path: str | Path, arch: str, params: dict[str, Any], spec: DatasetSpec
                ) -> tuple[NormalizedModel, dict[str, Any]]:
     """Build ``arch`` for ``spec`` and load checkpoint ``path`` into it, refusing any mismatch; a published
-    checkpoint (named in its folder's manifest) must match the manifest's sha256 first."""
-    published = verify_published(path) if Path(path).is_file() else None
+    checkpoint (named in the manifest beside its real file) must match the manifest's sha256 first."""
     state, meta = read_checkpoint(path)
-    if published is not None:
-        meta = {**meta, "sha256": published["sha256"]}
+    check_digest(path, meta["sha256"])
     stored = {**legacy_params(meta["arch"]), **dict(meta.get("params", {}))}
     if meta["arch"] != arch or stored != dict(params):
         raise RsbenchError(
@@ -99,10 +116,10 @@ def load_weights_file(path: str | Path, arch: str, params: dict[str, Any], spec:
     from rsbench.models.macer import is_macer_checkpoint, load_macer
 
     path = Path(path)
-    if not path.is_file():
-        raise RsbenchError(f"model.weights_file {path} does not exist")
+    data = read_bytes(path, "model.weights_file", WEIGHTS_SOURCE)
+    digest = sha256_bytes(data)
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, foreign, or pickled code (refused by weights_only)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise RsbenchError(f"model.weights_file {path} is corrupted or not a torch weights file: {first}") from exc
@@ -115,7 +132,7 @@ def load_weights_file(path: str | Path, arch: str, params: dict[str, Any], spec:
                 raise RsbenchError(f"model.weights_file {path} is a {meta.get('cohen_arch', meta['arch'])} in "
                                    f"{who} (rsbench arch {meta['arch']}), but the config asks for model {arch}; "
                                    f"set model={meta['arch']} or leave model at the dataset default")
-            return model, {**meta, "weights_file": str(path)}
+            return model, {**meta, "weights_file": str(path), "sha256": digest}
     if isinstance(blob, dict):
         check_finite_state(blob, f"model.weights_file {path}")
     model = build_model(arch, spec, params)
@@ -124,4 +141,4 @@ def load_weights_file(path: str | Path, arch: str, params: dict[str, Any], spec:
     except Exception as exc:
         raise RsbenchError(f"model.weights_file {path} could not be loaded into the network: "
                            f"{str(exc).strip().splitlines()[0]}") from exc
-    return model, {"arch": arch, "params": params, "dataset": spec.name, "weights_file": str(path)}
+    return model, {"arch": arch, "params": params, "dataset": spec.name, "weights_file": str(path), "sha256": digest}

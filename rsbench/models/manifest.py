@@ -4,7 +4,8 @@ A folder of published models (``outputs/published/models/``) holds ``MANIFEST.js
 ``{"format": "rsbench-manifest/1", "models": {<file name>: {"sha256", "command", "commit", "device",
 "clean_acc", "noisy_acc", "wall_s", ...}}}``. Loading any checkpoint whose folder has a manifest that names
 it verifies its sha256 first: a modified, truncated or swapped file is refused with one line, so a number in
-the docs can only be reproduced from the exact model behind it.
+the docs can only be reproduced from the exact model behind it. The manifest is looked up beside the *real*
+file (symlinks resolved), so a link elsewhere to a published name cannot skip the check.
 """
 
 from __future__ import annotations
@@ -43,18 +44,42 @@ def read_manifest(folder: str | Path) -> dict[str, dict[str, Any]]:
     return data["models"]
 
 
-def verify_published(path: str | Path) -> dict[str, Any] | None:
-    """The manifest entry of checkpoint ``path`` after checking its sha256; None when no manifest names it."""
-    path = Path(path)
-    entry = read_manifest(path.parent).get(path.name)
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def manifest_entry(path: str | Path) -> tuple[Path, dict[str, Any] | None]:
+    """(the real file behind ``path``, symlinks resolved; the manifest entry that names it there, or None)."""
+    real = Path(path).resolve()
+    return real, read_manifest(real.parent).get(real.name)
+
+
+def check_digest(path: str | Path, digest: str) -> dict[str, Any] | None:
+    """The manifest entry of checkpoint ``path`` (looked up beside its real file) after checking that the bytes
+    read from it hash to ``digest``; None when no manifest names it. A mismatch is refused with one line."""
+    real, entry = manifest_entry(path)
     if entry is None:
         return None
-    digest = sha256_file(path)
     if digest != entry.get("sha256"):
-        raise RsbenchError(f"checkpoint {path} does not match its manifest ({path.parent / MANIFEST}): sha256 "
+        via = "" if real == Path(path).absolute() else f" (through the link {path})"
+        raise RsbenchError(f"checkpoint {real}{via} does not match its manifest ({real.parent / MANIFEST}): sha256 "
                            f"{digest[:16]}... but the manifest says {str(entry.get('sha256'))[:16]}...; the file was "
                            "modified or damaged: restore it from the repository")
     return entry
+
+
+def verify_published(path: str | Path) -> dict[str, Any] | None:
+    """The manifest entry of checkpoint ``path`` after checking its sha256; None when no manifest names it."""
+    return check_digest(path, sha256_file(path))
+
+
+def find_by_digest(digest: str, folders: list[Path]) -> tuple[Path, dict[str, Any]] | None:
+    """(file, entry) of the first manifest among ``folders`` that records ``digest``; None when none does."""
+    for folder in folders:
+        for name, entry in read_manifest(folder).items():
+            if entry.get("sha256") == digest:
+                return folder / name, entry
+    return None
 
 
 def add_to_manifest(folder: str | Path, name: str, entry: dict[str, Any]) -> Path:

@@ -12,7 +12,9 @@ sigma / det(Sigma)^(1/(2d)).
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,8 +108,9 @@ class LowRankCovariance:
         require(n >= 2, f"covariance needs at least 2 perturbations, got {n}")
         require(k <= min(n - 1, d), f"covariance.k={k} exceeds the rank available from {n} perturbations "
                 f"in d={d} (at most {min(n - 1, d)})")
-        x = x - x.mean(0, keepdim=True)
-        _, s, vh = torch.linalg.svd(x, full_matrices=False)
+        with one_thread():  # LAPACK and torch's reductions split work by thread count: fix the order
+            x = x - x.mean(0, keepdim=True)
+            _, s, vh = torch.linalg.svd(x, full_matrices=False)
         eig = s[:k].square() / (n - 1)
         return cls(vh[:k].T.float().contiguous(), eig.float(), float(floor), dict(meta or {}, n=n, d=d, k=k))
 
@@ -126,6 +129,17 @@ class LowRankCovariance:
         if not isinstance(blob, dict) or blob.get("format") != FORMAT:
             raise RsbenchError(f"{path} is not an rsbench covariance file (expected format {FORMAT!r})")
         return cls(blob["basis"], blob["eigvals"], float(blob["floor"]), dict(blob.get("meta") or {}))
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one CPU thread inside: floating-point work whose result must not depend on the machine's cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass

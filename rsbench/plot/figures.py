@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -47,6 +48,11 @@ def _mog_runs(runs: Mapping[str, pd.DataFrame], gaussian: bool = False) -> list[
     return out
 
 
+def _palette(i: int, count: int) -> Any:
+    """Colour ``i`` of ``count`` distinct ones (tab10, then tab20 for more)."""
+    return plt.get_cmap("tab10" if count <= 10 else "tab20")(i % 20)
+
+
 def _cert_label(meta: dict) -> str:
     return f"{meta['cert']}{'' if meta['sound'] else ' (unsound)'}"
 
@@ -56,12 +62,12 @@ def mog_figure1(runs: Mapping[str, pd.DataFrame], out_stem: Path, title: str | N
                 max_radius: float | None = None, bands: float | None = None) -> list[Path]:
     """MoG paper, Figure 1: certified accuracy for K in {1, 2, 5, 10}, one panel per sigma interval; a Gaussian
     run at a panel's sigma_max is drawn as its K = 1 curve ("cohen")."""
-    colors = plt.get_cmap("viridis")
     items = sorted(_mog_runs(runs, gaussian=True), key=lambda r: (r[1]["lo"], r[1]["hi"], r[1]["K"], r[1]["cert"]))
-    ks = sorted({m["K"] for _, m in items})
+    kinds = sorted({(m["K"], m["cert"]) for _, m in items})  # one colour per K and certificate, in every panel
     panels: dict[str, dict[str, Curve]] = {}
     for df, m in items:
-        style = {"color": colors(ks.index(m["K"]) / max(1, len(ks) - 1) * 0.85), "linestyle": _CERT_STYLE[m["cert"]]}
+        style = {"color": _palette(kinds.index((m["K"], m["cert"])), len(kinds)),
+                 "linestyle": _CERT_STYLE[m["cert"]]}
         panel = panels.setdefault(f"σ ∈ [{m['lo']:g}, {m['hi']:g}]", {})
         panel[f"K={m['K']} {_cert_label(m)}"] = Curve(df, style)
     return plot_panels(panels, out_stem, title, max_radius, bands)
@@ -129,11 +135,12 @@ def dsmooth_figure1(runs: Mapping[str, pd.DataFrame], out_stem: Path, title: str
             from rsbench.analysis.curves import attacked_certified_accuracy
 
             attacked = f", attacked {attacked_certified_accuracy(df):.2f}"
-        own[f"{name} ({norm}){attacked}"] = Curve(df, _NORM_STYLE.get(norm, {}))
+        own[f"{name}{attacked}"] = Curve(df, _NORM_STYLE.get(norm, {}))  # the panel names each curve's norm
         if norm == "mahalanobis":
-            same[f"{name}: largest l2 ball"] = Curve(df.assign(radius=df["l2_radius"]), _NORM_STYLE["mahalanobis"])
+            same[f"{name}: largest l2 ball"] = Curve(df.assign(radius=df["l2_radius"], norm="l2"),
+                                                    _NORM_STYLE["mahalanobis"])
         elif norm == "l2":
-            same[f"{name} (l2)"] = Curve(df, _NORM_STYLE["l2"])
+            same[name] = Curve(df, _NORM_STYLE["l2"])
     panels = {"each in its own norm (not comparable)": own}
     if same:
         panels["all in l2"] = same

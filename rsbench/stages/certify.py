@@ -9,17 +9,19 @@ from pathlib import Path
 import hydra
 import pandas as pd
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, ListConfig, open_dict
 
 from rsbench.analysis.curves import format_table, mark_unsound, summary_table
 from rsbench.analysis.intervals import check_level
-from rsbench.cache import atomic_write
 from rsbench.certify.bounds import max_certifiable_p, n_to_reach
 from rsbench.certify.sequential import SequentialSpec
-from rsbench.errors import check_count, check_positive, check_probability, require
+from rsbench.errors import RsbenchError, check_count, check_positive, check_probability, require
 from rsbench.plot.certified_accuracy import plot_certified_accuracy
-from rsbench.stages.common import CONF_DIR, log, plain, run_dir_lock, run_stage
+from rsbench.stages.common import CONF_DIR, log, plain, run_stage
 from rsbench.stages.points import prepare_point_run
+from rsbench.stages.rundir import current, run_dir_lock
+from rsbench.verify import verify
 
 BASE_COLUMNS = ("idx", "label", "predict", "radius", "correct", "time_s")
 ATTACK_COLUMNS = ("attack_norm", "attack_inside")
@@ -39,6 +41,19 @@ def attack_row(method, run, attack: dict, x: torch.Tensor, idx: int, radius: flo
         delta = (run_attack(attack, run.model, x.unsqueeze(0), label) - x.unsqueeze(0))[0]
     dist = method.distance(delta) if hasattr(method, "distance") else float(delta.norm())
     return {"attack_norm": dist, "attack_inside": int(predict != ABSTAIN and dist <= radius)}
+
+
+def refuse_edited_rows(out: Path) -> None:
+    """Resuming: the rows already in ``out/certify.csv`` are kept as done only if they recompute from their votes
+    (``rsbench verify``'s check, :func:`rsbench.verify.verify`); the first that does not is named with its line."""
+    csv_path = out / "certify.csv"
+    if not csv_path.is_file() or len(csv_path.read_bytes().splitlines()) <= 1:
+        return
+    problems, _ = verify(out, allow_unverifiable=True, allow_missing=True, torn_ok=True)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise RsbenchError(f"cannot resume: {problems[0]}{more}. The file was edited or damaged: delete the line(s) "
+                           "(re-running recomputes them) or start afresh with certify.overwrite=true")
 
 
 def warn_radius_cap(method, n: int, alpha: float, largest: float) -> None:
@@ -82,12 +97,15 @@ def certify_shared(cfg: DictConfig, out: Path, certificates: list[str]) -> None:
         subs.append((name, sub))
     memo: dict = {}
     tables = {}
+    task = [str(o) for o in HydraConfig.get().overrides.task] if HydraConfig.initialized() else []
     for name, sub in subs:
         sub_out = out / f"certificate-{name}"
-        (sub_out / ".hydra").mkdir(parents=True, exist_ok=True)
+        sub_out.mkdir(parents=True, exist_ok=True)
+        records = current()
+        if records is not None:  # what re-runs this certificate alone: its config and the command's overrides
+            alone = [o for o in task if o.partition("=")[0] != "method.certificate"] + [f"method.certificate={name}"]
+            records.plan_inner(sub_out, sub, alone)
         with run_dir_lock(sub_out, "certify"):
-            # the config the run would have alone: what plot, verify and replicate grouping read
-            atomic_write(sub_out / ".hydra" / "config.yaml", lambda tmp, sub=sub: OmegaConf.save(sub, tmp))
             tables.update(certify_run(sub, sub_out, memo))
     print(f"\n{out}: {len(subs)} certificates, draws shared where they coincide")
     print(format_table(summary_table(tables, list(cfg.radii), check_level(cfg.get("ci_level")))), flush=True)
@@ -119,6 +137,8 @@ def certify_run(cfg: DictConfig, out: Path, memo: dict | None = None) -> dict[st
         from rsbench.attacks import check_attack
 
         attack = check_attack(attack, "certify.attack")
+    if not c.overwrite:
+        refuse_edited_rows(out)
     run = prepare_point_run(cfg, "certify", out, settings)
     if memo is not None:
         run.smoothed.share_draws(memo)

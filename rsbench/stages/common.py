@@ -7,12 +7,10 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import signal
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from rsbench.cache import DISK_ERRNOS, cached, disk_error, file_lock
+from rsbench.cache import DISK_ERRNOS, cached, disk_error
 from rsbench.config_check import CONF_DIR, check_common  # noqa: F401  (CONF_DIR: the stages' Hydra apps use it)
 from rsbench.data import DatasetSpec, load_split
 from rsbench.errors import RsbenchError, check_count, require
@@ -29,6 +27,7 @@ from rsbench.models.checkpoint import load_model, load_weights_file, save_checkp
 from rsbench.models.registry import NormalizedModel, build_model, full_params
 from rsbench.provenance import machine, source_commit
 from rsbench.runtime import threads_from_slurm, tune_allocator
+from rsbench.stages.rundir import RunDirInUse, run_dir_lock, stage_records, take_back_bookkeeping
 from rsbench.training.augment import resolve_augment
 from rsbench.training.loop import TrainConfig, train_model
 from rsbench.training.objectives import check_objective, is_neutral
@@ -57,17 +56,27 @@ def _short_value(value: str) -> str:
     return re.sub(r"[^,\[\]{}'\"]*[/\\][^,\[\]{}'\"]*", lambda m: _short_path(m[0]), value)
 
 
+def shell_safe(text: str) -> str:
+    """``text`` with only characters a shell takes as they are, still readable: brackets and quotes dropped,
+    ``key: value`` -> ``key-value``, ``a, b`` -> ``a,b``, any other space or special character -> ``_``
+    (``{name: smoothed_pgd, eps: 0.5}`` -> ``name-smoothed_pgd,eps-0.5``)."""
+    text = re.sub(r"\s*:\s*", "-", text)
+    text = re.sub(r",\s+", ",", text)
+    text = re.sub(r"[\[\]{}()'\"]", "", text)
+    return re.sub(r"[^A-Za-z0-9._,+@%-]", "_", text)
+
+
 def _run_name(task: list[str], exclude: list[str]) -> str:
     """A run dir name from the command's overrides (Hydra's ``override_dirname``: sorted ``key-value``
-    items joined by ``__``, ``exclude`` left out), with paths shortened to file stems. One path component,
-    never a way out of outputs_dir."""
+    items joined by ``__``, ``exclude`` left out), with paths shortened to file stems, made :func:`shell_safe`.
+    One path component, never a way out of outputs_dir."""
     items = []
     for line in sorted(str(t) for t in task):
         key, _, value = line.partition("=")
         if key.lstrip("+~") not in exclude:
             quoted = value[:1] in ("'", '"')  # a title or label, not a path
             items.append(f"{key}-{value if quoted else _short_value(value)}")
-    name = "__".join(items).replace("/", "_").replace("\\", "_").replace("=", "-") or "default"
+    name = shell_safe("__".join(items).replace("/", "_").replace("\\", "_").replace("=", "-")) or "default"
     if len(name) > 180:  # file names are limited to 255 bytes: keep a readable prefix and a hash of the rest
         name = f"{name[:160]}__{hashlib.sha1(name.encode()).hexdigest()[:12]}"
     return "_" + name if name.startswith(".") else name
@@ -89,8 +98,9 @@ def output_dir() -> Path:
 def run_stage(stage: str, body: Callable[[DictConfig, Path], None], cfg: DictConfig) -> None:
     """Run a stage body; an :class:`RsbenchError` becomes one line on stderr and exit status 2.
 
-    If the failing run produced nothing but Hydra's bookkeeping, its run dir is removed, so bad
-    input leaves no partial output behind.
+    The run dir's records are written when the stage accepts the dir (:mod:`rsbench.stages.rundir`), or at its
+    end; a refused run writes none. If the failing run produced nothing but bookkeeping, its run dir is removed,
+    so bad input leaves no partial output behind.
     """
     out = output_dir()
     tune_allocator()  # here, not in the CLI: SLURM tasks enter through this function too
@@ -100,8 +110,9 @@ def run_stage(stage: str, body: Callable[[DictConfig, Path], None], cfg: DictCon
     try:
         try:
             check_common(cfg)
-            with run_dir_lock(out, stage):
+            with run_dir_lock(out, stage), stage_records(stage, cfg) as records:
                 body(cfg, out)
+                records.accept(out)  # a stage that accepted its run dir earlier has written its records already
         except OSError as exc:
             if exc.errno not in DISK_ERRNOS:
                 raise
@@ -109,7 +120,7 @@ def run_stage(stage: str, body: Callable[[DictConfig, Path], None], cfg: DictCon
     except RsbenchError as exc:
         print(f"rsbench {stage}: error: {exc}", file=sys.stderr, flush=True)
         if not isinstance(exc, RunDirInUse):  # another process's run dir is never ours to tidy
-            _take_back_bookkeeping(out, stage, Path(str(cfg.get("outputs_dir", "outputs"))))
+            take_back_bookkeeping(out, stage, Path(str(cfg.get("outputs_dir", "outputs"))))
         if os.environ.get("SUBMITIT_FOLDER"):  # a cluster job: submitit records an exception, not an exit status
             raise JobFailed(f"rsbench {stage} in {out}: {exc}") from None
         sys.exit(2)
@@ -118,77 +129,6 @@ def run_stage(stage: str, body: Callable[[DictConfig, Path], None], cfg: DictCon
 class JobFailed(RuntimeError):
     """A stage that failed inside a submitit job (SLURM or local launcher): raised, so the submitting
     process reports the job, its run dir and the one-line error instead of counting it as done."""
-
-
-@contextmanager
-def run_dir_lock(out: Path, stage: str) -> Iterator[None]:
-    """One writer per run dir: an exclusive lock on ``<out>/.<stage>.lock`` for the whole stage.
-
-    A second process (a duplicate launch, a SLURM re-launch while the old task still runs) fails at once
-    with the holder's pid and host instead of interleaving rows. The kernel drops the lock if its holder dies.
-    """
-    path = out / f".{stage}.lock"
-    try:
-        with file_lock(path, blocking=False):
-            yield
-    except BlockingIOError:
-        from rsbench.cache import holder_text
-
-        raise RunDirInUse(f"run dir {out} is in use by another rsbench {stage} ({holder_text(path)}); wait for it "
-                           "to finish, or choose another hydra.run.dir") from None
-
-
-class RunDirInUse(RsbenchError):
-    """The run dir's stage lock is held by another process: this run was refused and must touch nothing there."""
-
-
-def _take_back_bookkeeping(out: Path, stage: str, outputs_root: Path) -> None:
-    """After a refused run: if ``out`` holds nothing but bookkeeping (no result row), remove it, or empty it if the
-    user made it (hydra.run.dir=). Done under the stage lock, taken without waiting: a run dir another process has
-    meanwhile started writing in is left as it is, and only the entries listed once, under the lock, are removed."""
-    if not out.is_dir():
-        return
-    try:
-        with file_lock(out / f".{stage}.lock", blocking=False):
-            entries = list(out.iterdir())
-            if not all(_is_bookkeeping(p, stage) for p in entries):
-                return
-            if out.resolve() in USER_DIRS:  # the user made it: take back only what we wrote
-                for p in entries:
-                    if p.is_dir():
-                        shutil.rmtree(p, ignore_errors=True)
-                    else:
-                        p.unlink(missing_ok=True)
-                return
-            shutil.rmtree(out, ignore_errors=True)
-    except BlockingIOError:
-        return
-    _remove_empty_parents(out, outputs_root)
-
-
-def _is_bookkeeping(path: Path, stage: str) -> bool:
-    """Files a run dir holds before its first result row: Hydra's config and log, our fingerprint and plan,
-    and a results CSV with nothing but its header."""
-    if path.name in {".hydra", f"{stage}.log", f"{stage}.fingerprint.json", f"{stage}.plan.json", f".{stage}.lock"}:
-        return True
-    if path.name == f"{stage}.csv":
-        return len(path.read_bytes().splitlines()) <= 1
-    return False
-
-
-# folders that existed before this command (the CLI records the hydra.run.dir / hydra.sweep.dir it was given):
-# a refused run empties what it wrote there but never removes the folder itself
-USER_DIRS: set[Path] = set()
-
-
-def _remove_empty_parents(path: Path, root: Path) -> None:
-    """Remove now-empty folders between ``path`` and ``root`` (exclusive) that a failed run created."""
-    root = root.resolve()
-    parent = path.resolve().parent
-    while (parent != root and root in parent.parents and parent.is_dir() and parent not in USER_DIRS
-           and not any(parent.iterdir())):
-        parent.rmdir()
-        parent = parent.parent
 
 
 def select_device(name: str) -> torch.device:
@@ -289,6 +229,17 @@ def pixel_counts(ds: Any) -> dict[str, int] | None:
     return None if pixels is None else dict(sorted(Counter(pixels).items()))
 
 
+def model_reference(cfg: DictConfig, spec: DatasetSpec, sigma: float) -> dict[str, str]:
+    """How a run's fingerprint names its base model, known before the model is loaded or trained:
+    ``{"checkpoint": path}``, ``{"weights_file": path}`` or ``{"checkpoint": "cache:<default model>"}``."""
+    if cfg.model.checkpoint:
+        return {"checkpoint": str(cfg.model.checkpoint)}
+    if cfg.model.get("weights_file"):
+        return {"weights_file": str(cfg.model.weights_file)}
+    arch, params = model_choice(cfg)
+    return {"checkpoint": f"cache:{default_model_path(cfg, spec, arch, params, sigma).parent.name}"}
+
+
 def resolve_model(cfg: DictConfig, spec: DatasetSpec, sigma: float, device: torch.device
                   ) -> tuple[NormalizedModel, dict[str, Any]]:
     """The base classifier: ``model.checkpoint``, else ``model.weights_file``, else a cached default.
@@ -318,7 +269,7 @@ def resolve_model(cfg: DictConfig, spec: DatasetSpec, sigma: float, device: torc
         # named by its cache entry, not its path: moving outputs_dir keeps fingerprints and derived caches valid
         meta = {**meta, "checkpoint": f"cache:{ckpt.parent.name}"}
     train_sigma = meta.get("train_noise_sigma")
-    if train_sigma is not None and abs(float(train_sigma) - sigma) > 1e-12:
+    if train_sigma is not None and abs(float(train_sigma) - sigma) > 1e-12 and not meta.get("train_attack"):
         log.warning("the base model was trained with noise sigma=%g but smoothing uses sigma=%g",
                     train_sigma, sigma)
     return model.to(device).eval(), meta

@@ -20,13 +20,16 @@ from rsbench.stages.common import (
     dataset_split,
     log,
     model_choice,
+    model_reference,
     plain,
     resolve_model,
     select_device,
     select_indices,
 )
+from rsbench.stages.rundir import accept
 
-MODEL_FINGERPRINT_KEYS = ("arch", "params", "checkpoint", "weights_file", "train_noise_sigma", "clean_acc")
+# sha256: the digest of the checkpoint's bytes as loaded, which verify reports against the published manifest
+MODEL_FINGERPRINT_KEYS = ("arch", "params", "checkpoint", "weights_file", "train_noise_sigma", "clean_acc", "sha256")
 
 
 @dataclass
@@ -68,7 +71,7 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
     model and seed in the fingerprint that a resumed run dir must match.
     """
     from rsbench.methods import make_method
-    from rsbench.results import check_fingerprint
+    from rsbench.results import check_fingerprint, partial_differs, refuse_other_configuration
 
     section = cfg[stage]
     require(cfg.get("K") is None or cfg.method.get("K") is not None,
@@ -103,6 +106,13 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
 
         arch, params = model_choice(cfg)
         check_pixel_space(build_model(arch, spec, params))
+    csv_path = out / f"{stage}.csv"
+    fingerprint_path = out / f"{stage}.fingerprint.json"
+    config_part = {"dataset": dataset_settings(cfg), "method": plain(cfg.method), **settings, "seed": int(cfg.seed)}
+    overwrite = bool(section.overwrite)
+    if not overwrite:  # before any model is loaded or trained: a run dir holding another configuration's rows
+        refuse_other_configuration(fingerprint_path, partial_differs(
+            fingerprint_path, {**config_part, "model": model_reference(cfg, spec, method.train_sigma)}))
     model, meta = resolve_model(cfg, spec, method.train_sigma, device)
     artefacts = {}
     if hasattr(method, "prepare"):
@@ -110,14 +120,13 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
 
         artefacts = method.prepare(MethodContext(int(cfg.seed), str(cfg.outputs_dir), model, meta, spec, device,
                                                  lambda: dataset_split(cfg, "train")[0]))
-    csv_path = out / f"{stage}.csv"
-    fingerprint = {"dataset": dataset_settings(cfg), "model": {k: meta.get(k) for k in MODEL_FINGERPRINT_KEYS},
-                   "method": plain(cfg.method), **({"artefacts": artefacts} if artefacts else {}),
+    fingerprint = {"dataset": config_part["dataset"], "model": {k: meta.get(k) for k in MODEL_FINGERPRINT_KEYS},
+                   "method": config_part["method"], **({"artefacts": artefacts} if artefacts else {}),
                    **settings, "seed": int(cfg.seed)}
-    overwrite = bool(section.overwrite)
     if not overwrite:  # resuming: the old rows must come from this configuration and plan
-        check_fingerprint(out / f"{stage}.fingerprint.json", fingerprint, False)
+        check_fingerprint(fingerprint_path, fingerprint, False)
         write_plan(out / f"{stage}.plan.json", selection, shard, num_shards, indices)
+        accept(out)
     k = points_per_batch(per_batch)
     if k > 1:
         log.info("%s.points_per_batch=%d: %d test points share each forward batch", stage, k, k)
@@ -132,8 +141,9 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
     smoothed.batch = batch
     if overwrite:  # everything is valid: only now are the old rows replaced (a refused run loses nothing)
         csv_path.unlink(missing_ok=True)
-        check_fingerprint(out / f"{stage}.fingerprint.json", fingerprint, True)
+        check_fingerprint(fingerprint_path, fingerprint, True)
         write_plan(out / f"{stage}.plan.json", selection, shard, num_shards, indices, replace=True)
+        accept(out)
     return PointRun(smoothed, device, test_ds, spec, indices, meta, csv_path, int(cfg.seed))
 
 

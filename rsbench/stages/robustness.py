@@ -26,6 +26,7 @@ from rsbench.stages.common import (
     select_device,
     select_indices,
 )
+from rsbench.stages.rundir import accept
 
 RS_COLUMNS = ("idx", "label", "predict", "radius", "correct", "time_s", "p_lower")
 
@@ -61,6 +62,7 @@ def robustness(cfg: DictConfig, out: Path) -> None:
     indices = select_indices(len(test_ds), r.skip, r.max)
     arch, params = model_choice(cfg)
     check_pixel_space(build_model(arch, spec, params))  # before any default model is trained
+    accept(out)  # the run dir's records and log from here on (a long training logs as it goes)
     model, meta = resolve_model(cfg, spec, float(cfg.train.noise_sigma), device)
     try:
         lip = lipschitz_upper_bound(model.net, spec.shape)

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from rsbench.models.checkpoint import read_checkpoint
 from rsbench.stages.common import CONF_DIR, log, model_choice, run_stage, select_device, train_and_save
+from rsbench.stages.rundir import accept
 
 
 def train(cfg: DictConfig, out: Path) -> None:
@@ -21,6 +22,7 @@ def train(cfg: DictConfig, out: Path) -> None:
     sigma = float(cfg.train.noise_sigma)
     device = select_device(cfg.device)
     ckpt, log_path, state = out / "model.pt", out / "train_log.csv", out / "train_state.pt"
+    accept(out)  # the run dir's records and log from here on (a long training logs as it goes)
     if ckpt.exists() and not cfg.train.overwrite:
         _, meta = read_checkpoint(ckpt)
         state.unlink(missing_ok=True)  # a kill between saving model.pt and removing the state

@@ -229,10 +229,15 @@ def check_objective(spec: dict[str, Any] | None) -> dict[str, Any]:
         if key in params:
             require(isinstance(params[key], int) and params[key] >= 1,
                     f"train.objective.{key}={params[key]!r} is invalid: it must be an integer >= 1")
-    for key in ("lbd", "eta", "gamma", "beta", "eps", "alpha"):
+    for key in ("lbd", "eta", "gamma", "eps", "alpha"):
         if key in params:
-            require(isinstance(params[key], (int, float)) and params[key] >= 0,
+            require(_number(params[key]) and params[key] >= 0,
                     f"train.objective.{key}={params[key]!r} is invalid: it must be a number >= 0")
+    for key in ("beta", "max_norm"):  # an inverse temperature, an l2 bound (max_norm: null for none)
+        if key in params and not (key == "max_norm" and params[key] is None):
+            require(_number(params[key]) and params[key] > 0,
+                    f"train.objective.{key}={params[key]!r} is invalid: it must be a number > 0"
+                    + (" (or null for no bound)" if key == "max_norm" else ""))
     if name == "smoothadv":
         require(params["attack"] in SMOOTHADV_ATTACKS, f"train.objective.attack={params['attack']!r} is invalid; "
                 f"valid values: {', '.join(SMOOTHADV_ATTACKS)}")
@@ -242,6 +247,10 @@ def check_objective(spec: dict[str, Any] | None) -> dict[str, Any]:
         require(0 <= params["mix_step"] < params["steps"],
                 f"train.objective.mix_step={params['mix_step']} must lie in [0, steps = {params['steps']})")
     return {"name": name, **params}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def make_objective(spec: dict[str, Any] | None) -> Callable[[nn.Module, Tensor, Tensor, StepContext],

@@ -11,7 +11,7 @@ import argparse
 
 import pandas as pd
 
-from rsbench.stages.plot import csvs_of
+from rsbench.plot.runs import csvs_of
 
 
 def main(argv: list[str] | None = None) -> None:
