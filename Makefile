@@ -7,7 +7,7 @@ TORCH   ?= torch==2.14.1 torchvision==0.29.1
 # Real datasets (MNIST, CIFAR-10 sample) for the reproductions; the demo and tests need none.
 export RSBENCH_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install demo test test-slow lint docs figures reproduce publish-cifar-cpu reproduce-engine mnist-models mog-figures idrs-figures dsmooth-figures sra-figures sra-seeds sra-cifar sra-cifar-paper slurm-test bench objectives-mnist objectives-cross objectives-cifar perf-sequential perf-sequential-methods smoke-cifar cifar-models cifar-figures faults clean
+.PHONY: install demo test test-slow lint docs figures figures-verify-all verdicts reproduce publish-cifar-cpu reproduce-engine mnist-models mog-figures idrs-figures dsmooth-figures sra-figures sra-seeds sra-cifar sra-cifar-paper slurm-test bench objectives-mnist objectives-cross objectives-cifar perf-sequential perf-sequential-methods smoke-cifar cifar-models cifar-figures faults clean
 
 install: $(VENV)/.installed
 
@@ -253,48 +253,16 @@ sra-cifar-paper: install      ## SRA Fig. 7 at the paper scale (GPU): 300 epochs
 
 reproduce: reproduce-engine mog-figures idrs-figures dsmooth-figures sra-figures sra-seeds cifar-figures   ## recompute every paper figure
 
-# The published results (outputs/published/results, tracked): redrawn in seconds, no training or certifying.
-PUB   := outputs/published/results
-PUBF  := outputs/figures/published
-COHEN := ../shared/published/cohen2019-cifar10-resnet110
-figures: install              ## verify every committed row and redraw every published table and figure (minutes; no training or certifying)
-	$(RS) verify $$(find $(PUB) -name certify.csv | sort)
-	$(RS) plot runs=[$(PUB)/cifar10/cohen] hydra.run.dir=$(PUBF)/cifar10_cohen "radii=[0,0.25,0.5,0.75,1,1.25,1.5]" \
-		"title='Gaussian RS (Cohen et al.) on real CIFAR-10, ResNet-20, genuine test images (cpu scale)'"
-	@if [ -d $(COHEN) ]; then for s in 0.25 0.5 1.0; do [ -f $(PUB)/cifar10/cohen/sigma-$$s/certify.csv ] || continue; \
-		$(RS) compare $(PUB)/cifar10/cohen/sigma-$$s $(COHEN)/noise_$$(printf %.2f $$s)_sigma_$$(printf %.2f $$s).tsv \
-		-o $(PUBF)/cifar10_cohen/vs_published_sigma-$$s.csv || exit 1; done; fi
-	@for panel in left:0.5 right:1.0; do p=$(PUB)/cifar10/mog/fig1_$${panel%:*}; [ -d $$p ] || continue; \
-		$(RS) plot figure=mog_fig1 points=common runs=[$(PUB)/cifar10/cohen/sigma-$${panel#*:},$$p] name=mog_fig1_$${panel%:*} \
-		"radii=[0,0.25,0.5,0.75,1,1.5,2]" hydra.run.dir=$(PUBF)/cifar10_mog \
-		"title='MoG RS on real CIFAR-10 (ResNet-20 trained at sigma_max; K = 1: the Gaussian run; cpu scale)'" || exit 1; done
-	@if [ -d $(PUB)/cifar10/mog/fig2 ]; then $(RS) plot figure=mog_fig2 points=common \
-		runs=[$(PUB)/cifar10/mog/fig2,$(PUB)/cifar10/mog/fig1_right] "radii=[0,0.25,0.5,0.75,1,1.5,2]" \
-		hydra.run.dir=$(PUBF)/cifar10_mog "title='MoG RS on real CIFAR-10, K = 10, sigma_max = 1 (cpu scale)'"; fi
-	@if [ -d $(PUB)/cifar10/dsmooth ]; then $(RS) plot figure=dsmooth_fig1 runs=[$(PUB)/cifar10/dsmooth] \
-		hydra.run.dir=$(PUBF)/cifar10_dsmooth "radii=[0,0.25,0.5,1,2,4,8]" \
-		"title='DSmooth vs RandSmooth vs LSmooth on real CIFAR-10 (ResNet-20 fine-tuned on SQUARE+FGSM; cpu scale)'" \
-		&& $(RS) compare $(PUB)/cifar10/dsmooth/gaussian $(PUB)/cifar10/dsmooth/dsmooth --radius-b l2_radius \
-		--radii 0,0.25,0.5,1 -o $(PUBF)/cifar10_dsmooth/gaussian_vs_dsmooth_l2.csv; fi
-	@o=$(PUB)/cifar10/objectives/consistency/sigma-0.5; if [ -d $$o ]; then \
-	  $(RS) plot runs=[$(PUB)/cifar10/cohen/sigma-0.5,$$o] labels=[gaussian,consistency] points=common \
-	    hydra.run.dir=$(PUBF)/cifar10_objectives "radii=[0,0.25,0.5,0.75,1,1.5]" \
-	    "title='Consistency vs Gaussian, CIFAR-10, sigma 0.5 (cpu scale)'" && \
-	  $(RS) compare $(PUB)/cifar10/cohen/sigma-0.5 $$o --radii 0,0.25,0.5,0.75,1,1.5 \
-	    -o $(PUBF)/cifar10_objectives/gaussian_vs_consistency_sigma-0.5.csv > /dev/null || exit 1; fi
-	@for o in $(PUB)/mnist/objectives/sigma-*; do [ -d $$o/gaussian ] || continue; s=$${o##*/}; runs=""; labels=""; \
-	  for d in $$o/*/certify; do n=$$(basename $$(dirname $$d)); runs="$$runs,$$d"; labels="$$labels,$$n"; \
-	    $(RS) verify $$d --attacked $$(dirname $$d)/attack-* > /dev/null || exit 1; \
-	    [ $$n = gaussian ] || $(RS) compare $$o/gaussian/certify $$d --radii 0,0.25,0.5,0.75,1,1.5 \
-	      -o $(PUBF)/mnist_objectives/$$s/gaussian_vs_$$n.csv > /dev/null || exit 1; done; \
-	  $(RS) plot runs=[$${runs#,}] labels=[$${labels#,}] hydra.run.dir=$(PUBF)/mnist_objectives/$$s \
-	    "radii=[0,0.25,0.5,0.75,1,1.5]" "title='Training objectives on full MNIST, LeNet, $$s (cpu scale)'" || exit 1; done
-	@for c in $(PUB)/mnist/objectives/cross/sigma-*/*; do [ -d $$c/gaussian ] || continue; \
-	  out=$(PUBF)/mnist_objectives/cross/$$(basename $$(dirname $$c))/$$(basename $$c); \
-	  for d in $$c/*; do o=$$(basename $$d); [ $$o = gaussian ] && continue; \
-	    $(RS) compare $$c/gaussian $$d -o $$out/$$o-vs-gaussian.csv > /dev/null || exit 1; \
-	    if [ $$(basename $$c) = dsmooth ]; then $(RS) compare $$c/gaussian $$d --radius-a l2_radius --radius-b l2_radius \
-	      --radii 0,0.25,0.5,0.75 -o $$out/$$o-vs-gaussian_l2.csv > /dev/null || exit 1; fi; done; done
+# The published results (outputs/published/results, tracked): every paper figure declared in conf/figures/, drawn in
+# one process from the committed files (no training or certifying), 10 seeded rows of each file recomputed on the way.
+figures: install              ## draw every declared paper figure from the committed results (under a minute)
+	$(RS) figures
+
+figures-verify-all: install   ## the same, recomputing every committed row (minutes)
+	$(RS) figures --verify-all
+
+verdicts: install             ## regenerate the verdict index at the top of docs/REPRODUCTION.md (a test checks it)
+	$(RS) figures --write-index docs/REPRODUCTION.md
 
 # Publish a CIFAR-10 cpu-scale model and its results (run after the training / certification they name)
 publish-cifar-cpu: install    ## copy the cpu-scale ResNet-20s and their certify runs into outputs/published/
@@ -357,6 +325,7 @@ objectives-cross: install     ## MoG pooled, DSmooth and IDRS on objective-train
 # the data against its 60; the paper scale keeps the recipe's epochs and every test image.
 CIFAR_OBJ_EPOCHS ?= $(if $(filter cpu,$(SCALE)),20,)
 CIFAR_OBJ_RUN    := $(CM)/consistency-sigma-0.5
+PUB     := outputs/published/results
 objectives-cifar: install     ## consistency on real CIFAR-10, sigma = 0.5: train, certify, pair with the published Gaussian run
 	$(RS) train experiment=cohen_cifar $(CIFAR_TRAIN) sigma=0.5 train.objective=consistency \
 		train.objective.lbd=10.0 $(if $(CIFAR_OBJ_EPOCHS),train.epochs=$(CIFAR_OBJ_EPOCHS),) hydra.run.dir=$(CIFAR_OBJ_RUN)

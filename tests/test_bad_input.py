@@ -84,7 +84,7 @@ def test_unknown_stage(capsys) -> None:
     from rsbench import cli
     with pytest.raises(SystemExit):
         cli.main(["certfy"])
-    assert ("valid stages: train, certify, predict, plot, robustness, merge, compare, verify; did you mean "
+    assert ("valid stages: train, certify, predict, plot, robustness, merge, compare, verify, figures; did you mean "
             "'certify'?") in capsys.readouterr().err
 
 
