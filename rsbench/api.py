@@ -27,6 +27,7 @@ from rsbench.errors import RsbenchError
 from rsbench.methods import METHODS, make_method
 from rsbench.methods.base import MethodContext
 from rsbench.smoothed import Smoothed, check_model, check_num_classes
+from rsbench.training.sigma_net import TRAINERS
 
 _TOP_LEVEL = ("sigma", "K")  # values the method configs interpolate, as `sigma=` and `K=` on the command line
 
@@ -104,7 +105,7 @@ def smooth(model: nn.Module, method: str = "gaussian", *, num_classes: int | Non
             raise RsbenchError(f"method={method!r} needs train_data= (its {_ARTEFACT[method][1]} is built from it), "
                                f"or the method option {_ARTEFACT[method][0]}= naming a saved one")
         m.prepare(MethodContext(int(seed), str(outputs_dir), model, {"checkpoint": f"api:{digest}"}, spec, device,
-                                lambda: train_data))
+                                lambda: train_data, TRAINERS))
     return Smoothed.build(model, m, int(num_classes), shape, batch, precision)
 
 

@@ -33,7 +33,6 @@ import math
 import random
 import sys
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,81 +40,13 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from rsbench.analysis.attack_bound import attack_bound
-from rsbench.certify.bounds import clopper_pearson_lower
-from rsbench.certify.certificates import (
-    ellipsoid_l2_ball,
-    gaussian_l2_radius,
-    idrs_radius,
-    laplace_l1_radius,
-    mahalanobis_radius,
-)
-from rsbench.certify.sampling import BLOCK
-from rsbench.certify.sequential import look_schedule
+from rsbench.certify.recompute import NotRecomputable
 from rsbench.errors import RsbenchError
-from rsbench.methods import method_from_params
+from rsbench.methods import METHODS, method_from_params
 from rsbench.models.manifest import find_by_digest, manifest_entry
-from rsbench.registry import Registry
 from rsbench.results import SCHEMA, is_cohen_tsv, parse_rows, read_json, read_results
 
 TOL = 1e-9  # relative: the CSV stores floats with repr, so a recomputed value agrees to the last bit or is wrong
-
-
-class NotRecomputable(Exception):
-    """The row's certificate depends on something no row records."""
-
-
-Recompute = Callable[[dict[str, Any], Any, dict[str, Any] | None], dict[str, Any]]
-RECOMPUTE: Registry[Recompute] = Registry("verifiable method")
-
-
-def hard_lower(row: dict[str, Any], sequential: dict[str, Any] | None) -> float:
-    """Cohen's bound from the row's votes: Clopper-Pearson at alpha, or alpha / #looks for a sequential run."""
-    level = row["alpha"]
-    if sequential:
-        level /= len(look_schedule(int(sequential["n_min"]), row["n"], BLOCK))
-    elif row["n_used"] != row["n"]:
-        raise NotRecomputable("a sequential row without its run's fingerprint (its looks are unknown)")
-    return clopper_pearson_lower(int(row["count"]), int(row["n_used"]), level)
-
-
-@RECOMPUTE.register("gaussian")
-def _gaussian(row: dict[str, Any], method: Any, sequential: dict[str, Any] | None) -> dict[str, Any]:
-    if method.smoothing == "hard":
-        p = hard_lower(row, sequential)
-        return {"p_lower": p, "radius": gaussian_l2_radius(p, method.sigma) if p > 0.5 else 0.0}
-    return {"radius": gaussian_l2_radius(row["p_lower"], method.sigma, row["p_runner_upper"])}
-
-
-@RECOMPUTE.register("laplace")
-def _laplace(row: dict[str, Any], method: Any, sequential: dict[str, Any] | None) -> dict[str, Any]:
-    p = hard_lower(row, sequential)
-    return {"p_lower": p, "radius": laplace_l1_radius(p, method.scale) if p > 0.5 else 0.0}
-
-
-@RECOMPUTE.register("mog")
-def _mog(row: dict[str, Any], method: Any, sequential: dict[str, Any] | None) -> dict[str, Any]:
-    if method.certificate == "componentwise":
-        raise NotRecomputable("the componentwise radius needs the per-component bounds, which rows do not record")
-    if method.smoothing == "hard":
-        p = row["p_lower"]
-        return {"radius": method._radius_from_pooled(p) if p > 0.5 else 0.0}
-    return {"radius": method._radius_from_pooled(row["p_lower"], row["p_runner_upper"])}
-
-
-@RECOMPUTE.register("dsmooth")
-def _dsmooth(row: dict[str, Any], method: Any, sequential: dict[str, Any] | None) -> dict[str, Any]:
-    if row.get("logdet_d") is None or row.get("min_eig") is None:
-        raise NotRecomputable("a DSmooth row without logdet_d / min_eig (written before rows recorded the covariance "
-                              "summary its radius needs)")
-    p = hard_lower(row, sequential)
-    # logdet_d is log det(Sigma) / d already, so d = 1 in Lemma 4.5's factor exp(-logdet / (2 d))
-    radius = mahalanobis_radius(p, method.sigma, row["logdet_d"], 1) if p > 0.5 else 0.0
-    return {"p_lower": p, "radius": radius, "l2_radius": ellipsoid_l2_ball(radius, row["min_eig"])}
-
-
-@RECOMPUTE.register("idrs")
-def _idrs(row: dict[str, Any], method: Any, sequential: dict[str, Any] | None) -> dict[str, Any]:
-    return {"radius": idrs_radius(row["p_lower"], row["p_runner_upper"], row["L"])}
 
 
 def _typed(header: tuple[str, ...], fields: list[str]) -> dict[str, Any]:
@@ -194,7 +125,7 @@ def verify(path: Path, allow_unverifiable: bool = False, sample: int | None = No
         number = order[idx] + 2
         row = _typed(header, next(csv.reader([line])))
         name = str(row.get("method", ""))
-        if name not in RECOMPUTE:
+        if not hasattr(METHODS.get(name) if name in METHODS else None, "recompute"):
             skipped[f"method {name or '?'}: its certificate needs more than a row records"] += 1
             continue
         if name not in methods:
@@ -206,7 +137,7 @@ def verify(path: Path, allow_unverifiable: bool = False, sample: int | None = No
                                    f"({exc})") from None
         method = methods[name]
         try:
-            expect = RECOMPUTE.get(name)(row, method, sequential)
+            expect = method.recompute(row, sequential)
         except NotRecomputable as exc:
             skipped[str(exc)] += 1
             continue

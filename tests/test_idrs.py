@@ -17,8 +17,8 @@ from rsbench.certify.sampling import PointSampler
 from rsbench.certify.soft import normalized, soft_bounds
 from rsbench.errors import RsbenchError
 from rsbench.methods import make_method
-from rsbench.models.sigma_net import SigmaNet, power_iteration_norm, spectral_bound, verify_lipschitz
-from rsbench.training.sigma_net import SigmaTrainConfig, smoothed_radius, train_sigma_net
+from rsbench.models.sigma_net import SigmaNet, SigmaTrainConfig, power_iteration_norm, spectral_bound, verify_lipschitz
+from rsbench.training.sigma_net import smoothed_radius, train_sigma_net
 
 D, P_MIN = 784, 1e-7
 SHAPE = (1, 28, 28)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import torch
@@ -59,6 +59,9 @@ class MethodContext:
     spec: DatasetSpec
     device: torch.device
     train_data: Callable[[], Any]  # loads the training split on demand
+    # trains what a method builds from the model (IDRS: its sigma network), given by the layer above (the stages'
+    # model resolution, the API), so that methods never import the training package
+    trainers: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
 
 
 METHODS: Registry[type] = Registry("method")

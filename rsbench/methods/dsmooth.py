@@ -19,6 +19,7 @@ import torch
 from rsbench.attacks import run_attack
 from rsbench.cache import cached, torch_writer
 from rsbench.certify.certificates import ellipsoid_l2_ball, mahalanobis_radius
+from rsbench.certify.recompute import NotRecomputable, certified_radius, hard_recompute
 from rsbench.certify.sampling import PointSampler
 from rsbench.certify.sequential import SequentialSpec
 from rsbench.certify.smoothing import ABSTAIN, certify_hard, cohen_predict
@@ -132,15 +133,23 @@ class DSmooth:
         logdet = self.cov.logdet()
         est = certify_hard(sampler, n0, n, alpha, sequential,
                            lambda p: mahalanobis_radius(p, self.sigma, logdet, self.cov.d))
-        certified = est.p_lower > 0.5
-        radius = mahalanobis_radius(est.p_lower, self.sigma, logdet, self.cov.d) if certified else 0.0
+        radius = certified_radius(est.p_lower, lambda p: mahalanobis_radius(p, self.sigma, logdet, self.cov.d))
         min_eig = self.cov.min_eig()
-        return {"predict": est.top if certified else ABSTAIN, "radius": radius, "method": self.name,
+        return {"predict": est.top if radius > 0 else ABSTAIN, "radius": radius, "method": self.name,
                 "certificate": "lemma4.5", "norm": self.norm, "sound": self.sound, "sigma": self.sigma, "k": self.cov.k,
                 "lam": self.cov.floor, "n0": n0, "n": n, "n_used": est.n, "alpha": alpha, "count": est.count,
                 "p_lower": est.p_lower, "l2_radius": ellipsoid_l2_ball(radius, min_eig),
                 # the covariance summary both radii depend on, so that ``rsbench verify`` can recompute them
                 "logdet_d": logdet / self.cov.d, "min_eig": min_eig}
+
+    def recompute(self, row: dict[str, Any], sequential: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The row's bound from its votes, its Mahalanobis radius and its largest l2 ball, from the covariance
+        summary the row records (``logdet_d`` = log det(Sigma) / d, so d = 1 in Lemma 4.5's factor; ``min_eig``)."""
+        if row.get("logdet_d") is None or row.get("min_eig") is None:
+            raise NotRecomputable("a DSmooth row without logdet_d / min_eig (written before rows recorded the "
+                                  "covariance summary its radius needs)")
+        out = hard_recompute(row, sequential, lambda p: mahalanobis_radius(p, self.sigma, row["logdet_d"], 1))
+        return {**out, "l2_radius": ellipsoid_l2_ball(out["radius"], row["min_eig"])}
 
     def predict(self, sampler: PointSampler, n: int, alpha: float) -> dict[str, Any]:
         """DPRED (Alg. 1): Cohen's PREDICT under the anisotropic noise."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from rsbench.certify.bounds import max_certifiable_p
 from rsbench.certify.certificates import gaussian_l2_radius
+from rsbench.certify.recompute import certified_radius, hard_recompute
 from rsbench.certify.sampling import PointSampler
 from rsbench.certify.sequential import SequentialSpec
 from rsbench.certify.smoothing import ABSTAIN, certify_hard, cohen_predict
@@ -61,10 +62,10 @@ class GaussianSmoothing:
         if self.smoothing == "soft":
             return self._certify_soft(sampler, n0, n, alpha, sequential)
         est = certify_hard(sampler, n0, n, alpha, sequential, lambda p: gaussian_l2_radius(p, self.sigma))
-        certified = est.p_lower > 0.5
+        radius = certified_radius(est.p_lower, lambda p: gaussian_l2_radius(p, self.sigma))
         return {
-            "predict": est.top if certified else ABSTAIN,
-            "radius": gaussian_l2_radius(est.p_lower, self.sigma) if certified else 0.0,
+            "predict": est.top if radius > 0 else ABSTAIN,
+            "radius": radius,
             **self._fields(n0, n, est.n, alpha), "count": est.count, "p_lower": est.p_lower,
             "p_runner_upper": 1.0 - est.p_lower,
         }
@@ -82,6 +83,12 @@ class GaussianSmoothing:
         return {"method": self.name, "certificate": "cohen" if self.smoothing == "hard" else "salman_soft",
                 "smoothing": self.smoothing, "bounds": self.bounds, "norm": "l2", "sound": self.sound,
                 "sigma": self.sigma, "n0": n0, "n": n, "n_used": n_used, "alpha": alpha}
+
+    def recompute(self, row: dict[str, Any], sequential: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The row's bound (hard: from its votes) and radius, as :meth:`certify` computed them."""
+        if self.smoothing == "hard":
+            return hard_recompute(row, sequential, lambda p: gaussian_l2_radius(p, self.sigma))
+        return {"radius": gaussian_l2_radius(row["p_lower"], self.sigma, row["p_runner_upper"])}
 
     def predict(self, sampler: PointSampler, n: int, alpha: float) -> dict[str, Any]:
         res = cohen_predict(sampler.hard, n, alpha)

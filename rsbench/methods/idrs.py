@@ -28,9 +28,8 @@ from rsbench.errors import RsbenchError, check_count, check_positive, require
 from rsbench.log import log
 from rsbench.methods.base import METHODS, MethodContext
 from rsbench.models.checkpoint import read_checkpoint, save_checkpoint
-from rsbench.models.sigma_net import SigmaNet, verify_lipschitz
+from rsbench.models.sigma_net import SigmaNet, SigmaTrainConfig, verify_lipschitz
 from rsbench.noise.gaussian import GaussianNoise
-from rsbench.training.sigma_net import SigmaTrainConfig, train_sigma_net
 
 POINT_WARNING = ("method=idrs bounds=point plugs Monte Carlo means into Theorem 3 (as the paper's experiments "
                  "do): NOT a certificate. Rows are labelled sound=False; use bounds=bernstein for a sound radius.")
@@ -103,7 +102,9 @@ class InputDependentSmoothing:
         path.parent.mkdir()
         torch.manual_seed(int(ctx.seed))
         net = SigmaNet(d, self.hidden, self.sigma_min, self.lip_sigma)
-        metrics = train_sigma_net(net, ctx.model, ctx.train_data(), self.train_cfg, self.L, self.p_min,
+        require("sigma_net" in ctx.trainers, "method=idrs: no sigma-network trainer in this context; pass "
+                "method.sigma_net=<a trained sigma_net.pt>")
+        metrics = ctx.trainers["sigma_net"](net, ctx.model, ctx.train_data(), self.train_cfg, self.L, self.p_min,
                                   ctx.spec.num_classes, int(ctx.seed), ctx.device,
                                   str(path.with_name("train_log.csv")))
         meta = {"arch": "sigma_net", "dataset": ctx.spec.name, "family": ctx.spec.family, "d": d,
@@ -171,6 +172,10 @@ class InputDependentSmoothing:
                 "sound": self.sound, "sigma": sigma, "sigma_min": self.sigma_min, "lip_sigma": self.lip_sigma,
                 "L": self.L, "p_min": self.p_min, "n0": n0, "n": n, "alpha": alpha, "p_lower": est.p_lower,
                 "p_runner_upper": est.p_runner_upper}
+
+    def recompute(self, row: dict[str, Any], sequential: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The row's Theorem 3 radius from its soft bounds and its L."""
+        return {"radius": idrs_radius(row["p_lower"], row["p_runner_upper"], row["L"])}
 
     def predict(self, sampler: PointSampler, n: int, alpha: float) -> dict[str, Any]:
         """Cohen et al.'s PREDICT (hard votes) under N(0, sigma_theta(x)^2 I)."""

@@ -8,6 +8,7 @@ import torch
 
 from rsbench.certify.bounds import max_certifiable_p
 from rsbench.certify.certificates import laplace_l1_radius
+from rsbench.certify.recompute import certified_radius, hard_recompute
 from rsbench.certify.sampling import PointSampler
 from rsbench.certify.sequential import SequentialSpec
 from rsbench.certify.smoothing import ABSTAIN, certify_hard, cohen_predict
@@ -48,10 +49,14 @@ class LaplaceSmoothing:
     def certify(self, sampler: PointSampler, n0: int, n: int, alpha: float,
                 sequential: SequentialSpec | None = None) -> dict[str, Any]:
         est = certify_hard(sampler, n0, n, alpha, sequential, lambda p: laplace_l1_radius(p, self.scale))
-        radius = laplace_l1_radius(est.p_lower, self.scale) if est.p_lower > 0.5 else 0.0
+        radius = certified_radius(est.p_lower, lambda p: laplace_l1_radius(p, self.scale))
         return {"predict": est.top if radius > 0 else ABSTAIN, "radius": radius, "method": self.name,
                 "certificate": "teng", "norm": self.norm, "sound": self.sound, "scale": self.scale, "n0": n0, "n": n,
                 "n_used": est.n, "alpha": alpha, "count": est.count, "p_lower": est.p_lower}
+
+    def recompute(self, row: dict[str, Any], sequential: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The row's bound from its votes and its l1 radius, as :meth:`certify` computed them."""
+        return hard_recompute(row, sequential, lambda p: laplace_l1_radius(p, self.scale))
 
     def predict(self, sampler: PointSampler, n: int, alpha: float) -> dict[str, Any]:
         res = cohen_predict(sampler.hard, n, alpha)

@@ -27,6 +27,7 @@ from rsbench.certify.certificates import (
     mog_paper_radius,
     mog_sum_radius,
 )
+from rsbench.certify.recompute import NotRecomputable, certified_radius
 from rsbench.certify.sampling import BLOCK, PointSampler
 from rsbench.certify.seeding import PHASE_ESTIMATE, PHASE_SELECT
 from rsbench.certify.sequential import SequentialSpec, look_schedule, sequential_component_bounds
@@ -89,14 +90,14 @@ class MixtureOfGaussiansSmoothing:
         self.mixture = GaussianMixtureNoise(self.sigmas, self.weights)
         self.noise = self.mixture if self.semantics == "mixture" else sum_of_gaussians(self.sigmas)
         # memoised: sequential certification bisects the same p values at every point to find p_stop
-        self._pooled_radius = functools.lru_cache(maxsize=4096)(self._radius_from_pooled)
+        self._pooled_radius = functools.lru_cache(maxsize=4096)(self.radius_from_pooled)
 
     def radius_cap(self, n: int, alpha: float) -> float | None:
         """The largest radius n draws can certify at alpha with a certificate of the pooled bound (hard votes,
         all n correct); None for componentwise and soft smoothing."""
         if self.smoothing != "hard" or self.certificate == "componentwise":
             return None
-        return self._radius_from_pooled(max_certifiable_p(n, alpha))
+        return self.radius_from_pooled(max_certifiable_p(n, alpha))
 
     @property
     def train_sigma(self) -> float:
@@ -139,7 +140,7 @@ class MixtureOfGaussiansSmoothing:
                                          "method.stratified=false")
             est = certify_hard(sampler, n0, n, alpha, sequential, self._pooled_radius)
             top, p_lower, n_used = est.top, est.p_lower, est.n
-            radius = self._pooled_radius(p_lower) if p_lower > 0.5 else 0.0
+            radius = certified_radius(p_lower, self._pooled_radius)
             return self._row(top, radius, n0, n, n_used, alpha, p_lower, 1.0 - p_lower)
         top = int(np.argmax(sampler.counts(n0, PHASE_SELECT, temperature=self.temperature).numpy()))
         if sequential is not None:
@@ -161,7 +162,16 @@ class MixtureOfGaussiansSmoothing:
             p_runner = 1.0 - p_lower if p_runner is None else p_runner
         return self._row(top, radius, n0, n, n_used, alpha, p_lower, p_runner)
 
-    def _radius_from_pooled(self, p_lower: float, p_runner: float | None = None) -> float:
+    def recompute(self, row: dict[str, Any], sequential: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The row's radius from its pooled bound (paper, pooled or exact); componentwise rows do not record the
+        per-component bounds their radius needs."""
+        if self.certificate == "componentwise":
+            raise NotRecomputable("the componentwise radius needs the per-component bounds, which rows do not record")
+        if self.smoothing == "hard":
+            return {"radius": certified_radius(row["p_lower"], self.radius_from_pooled)}
+        return {"radius": self.radius_from_pooled(row["p_lower"], row["p_runner_upper"])}
+
+    def radius_from_pooled(self, p_lower: float, p_runner: float | None = None) -> float:
         """The radius of a certificate computed from the pooled top-class bound (paper, pooled or exact)."""
         if self.certificate == "pooled":
             return mixture_pooled_radius(p_lower, self.weights, self.sigmas, p_runner)

@@ -22,6 +22,7 @@ from rsbench.certify.sequential import HARD_VOTES_ONLY
 from rsbench.certify.smoothing import ABSTAIN
 from rsbench.errors import RsbenchError, check_count, require
 from rsbench.methods.base import METHODS, MethodContext
+from rsbench.models.orthogonal import check_pixel_space, lipschitz_upper_bound, output_moments
 from rsbench.noise.gaussian import GaussianNoise
 
 
@@ -47,7 +48,6 @@ class MarginCertificate:
         return "margin CR (eq. 6)"
 
     def prepare(self, ctx: MethodContext) -> dict[str, Any]:
-        from rsbench.models.orthogonal import check_pixel_space, lipschitz_upper_bound
 
         check_pixel_space(ctx.model)
         try:
@@ -64,8 +64,6 @@ class MarginCertificate:
             predict = int(logits.argmax(1)[0])
             y = torch.tensor([predict], device=x.device)
             radius = float(margin_radius(logits, y, self.L)[0])  # margin of the predicted class: >= 0
-            from rsbench.training.losses import output_moments
-
             mean, var = output_moments(model, x, self.var_x)
             closed = float(mscr(mean, var, y, self.L)[0])
             g = make_generator(sampler.seed, (sampler.idx, PHASE_ESTIMATE), x.device)

@@ -323,3 +323,12 @@ sra_cnn.legacy_params = {"bias": True, "downsampled_kernel": "keep"}
 
 MODELS.register("sra_mlp")(sra_mlp)
 MODELS.register("sra_cnn")(sra_cnn)
+
+
+def output_moments(model: nn.Module, x: Tensor, var_x: float) -> tuple[Tensor, Tensor]:
+    """Moment-propagated output mean and variance for inputs x + N(0, var_x I)."""
+    mean, var = x, torch.full_like(x, float(var_x))
+    if hasattr(model, "mean") and hasattr(model, "std") and hasattr(model, "net"):  # NormalizedModel
+        mean, var = (mean - model.mean) / model.std, var / model.std.square()
+        model = model.net
+    return propagate_moments(model, mean, var)

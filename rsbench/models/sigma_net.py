@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -89,3 +91,28 @@ def verify_lipschitz(net: SigmaNet, tol: float = 1e-6) -> float:
         raise RsbenchError(f"sigma network violates its Lipschitz bound: prod ||W_j|| = {exact:.6g} "
                            f"(power iteration {iterated:.6g}) > Lip(sigma) = {net.lip:g}")
     return exact
+
+
+@dataclass(frozen=True)
+class SigmaTrainConfig:
+    """How a sigma network is trained (``method.train``): part of what names it in the cache."""
+
+    epochs: int = 1
+    batch_size: int = 128
+    samples: int = 16          # Monte Carlo draws per training image and step
+    lr: float = 1e-3           # Adam
+    spectral_reg: float = 0.01  # lambda (paper: 0.01)
+    max_examples: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> SigmaTrainConfig:
+        d = dict(d or {})
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        require(not unknown, f"method.train: unknown keys {unknown}; valid: {sorted(cls.__dataclass_fields__)}")
+        tc = cls(**d)
+        check_count("method.train.epochs", tc.epochs)
+        check_count("method.train.batch_size", tc.batch_size)
+        check_count("method.train.samples", tc.samples)
+        check_positive("method.train.lr", tc.lr)
+        require(tc.spectral_reg >= 0, f"method.train.spectral_reg={tc.spectral_reg} must be >= 0")
+        return tc

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from rsbench.data import DatasetSpec
 from rsbench.errors import check_count, require
+from rsbench.methods.base import MethodContext
 from rsbench.models.registry import NormalizedModel
 from rsbench.sharding import shard_indices, write_plan
 from rsbench.smoothed import Smoothed
@@ -27,6 +28,7 @@ from rsbench.stages.common import (
     select_indices,
 )
 from rsbench.stages.rundir import accept
+from rsbench.training.sigma_net import TRAINERS
 
 # sha256: the digest of the checkpoint's bytes as loaded, which verify reports against the published manifest
 MODEL_FINGERPRINT_KEYS = ("arch", "params", "checkpoint", "weights_file", "train_noise_sigma", "clean_acc", "sha256")
@@ -116,10 +118,8 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
     model, meta = resolve_model(cfg, spec, method.train_sigma, device)
     artefacts = {}
     if hasattr(method, "prepare"):
-        from rsbench.methods.base import MethodContext
-
         artefacts = method.prepare(MethodContext(int(cfg.seed), str(cfg.outputs_dir), model, meta, spec, device,
-                                                 lambda: dataset_split(cfg, "train")[0]))
+                                                 lambda: dataset_split(cfg, "train")[0], TRAINERS))
     fingerprint = {"dataset": config_part["dataset"], "model": {k: meta.get(k) for k in MODEL_FINGERPRINT_KEYS},
                    "method": config_part["method"], **({"artefacts": artefacts} if artefacts else {}),
                    **settings, "seed": int(cfg.seed)}

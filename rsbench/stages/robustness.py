@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from rsbench.analysis.robustness import auc_cr, auc_gn, linear_corruption_curve, noise_accuracy_curve, survival
 from rsbench.certify.margin import ALPHA_L2, margin_loss, margin_radius, mscr
 from rsbench.errors import RsbenchError, check_count, require
+from rsbench.models.orthogonal import check_pixel_space, lipschitz_upper_bound, output_moments
 from rsbench.stages.common import (
     CONF_DIR,
     dataset_split,
@@ -52,9 +53,7 @@ def _rs_radii(cfg: DictConfig, model, spec, test_ds, indices: list[int], out: Pa
 
 
 def robustness(cfg: DictConfig, out: Path) -> None:
-    from rsbench.models.orthogonal import check_pixel_space, lipschitz_upper_bound
     from rsbench.models.registry import build_model
-    from rsbench.training.losses import output_moments
 
     r = cfg.robustness
     device = select_device(cfg.device)

@@ -18,26 +18,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rsbench.certify.margin import margin_radius, mscr, zhen_radius
+from rsbench.models.orthogonal import output_moments
 from rsbench.registry import Registry
 
 LossFn = Callable[..., tuple[Tensor, Tensor]]  # -> (mean loss, outputs for the accuracy log: logits or means)
 LOSSES: Registry[LossFn] = Registry("loss")
-
-
-def output_moments(model: nn.Module, x: Tensor, var_x: float) -> tuple[Tensor, Tensor]:
-    """Moment-propagated output mean and variance for inputs x + N(0, var_x I)."""
-    from rsbench.models.orthogonal import propagate_moments
-
-    mean, var = x, torch.full_like(x, float(var_x))
-    if hasattr(model, "mean") and hasattr(model, "std") and hasattr(model, "net"):  # NormalizedModel
-        mean, var = (mean - model.mean) / model.std, var / model.std.square()
-        model = model.net
-    return propagate_moments(model, mean, var)
 
 
 @LOSSES.register("sce")

@@ -11,41 +11,16 @@ with the sign of the regulariser flipped inside a sup of the negated radius; thi
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from rsbench.errors import check_count, check_positive, require
 from rsbench.models.registry import frozen_parameters
-from rsbench.models.sigma_net import SigmaNet
+from rsbench.models.sigma_net import SigmaNet, SigmaTrainConfig
 from rsbench.training.loop import batches, epoch_log
 
 LOG_COLUMNS = ("epoch", "loss", "mean_radius", "mean_sigma", "time_s")
-
-
-@dataclass(frozen=True)
-class SigmaTrainConfig:
-    epochs: int = 1
-    batch_size: int = 128
-    samples: int = 16          # Monte Carlo draws per training image and step
-    lr: float = 1e-3           # Adam
-    spectral_reg: float = 0.01  # lambda (paper: 0.01)
-    max_examples: int | None = None
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> SigmaTrainConfig:
-        d = dict(d or {})
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        require(not unknown, f"method.train: unknown keys {unknown}; valid: {sorted(cls.__dataclass_fields__)}")
-        tc = cls(**d)
-        check_count("method.train.epochs", tc.epochs)
-        check_count("method.train.batch_size", tc.batch_size)
-        check_count("method.train.samples", tc.samples)
-        check_positive("method.train.lr", tc.lr)
-        require(tc.spectral_reg >= 0, f"method.train.spectral_reg={tc.spectral_reg} must be >= 0")
-        return tc
 
 
 def smoothed_radius(scores: torch.Tensor, y: torch.Tensor, lipschitz: float) -> torch.Tensor:
@@ -98,3 +73,7 @@ def train_sigma_net(net: SigmaNet, base: nn.Module, train_ds: Any, tc: SigmaTrai
                 log.append(metrics)
     net.eval()
     return metrics
+
+
+# what methods build from a model and the training layer trains for them (MethodContext.trainers)
+TRAINERS = {"sigma_net": train_sigma_net}
