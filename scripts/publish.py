@@ -20,15 +20,17 @@ same relative paths.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
 
 import pandas as pd
 
+from rsbench.cache import write_json_atomic
 from rsbench.errors import RsbenchError
 from rsbench.models.checkpoint import read_checkpoint
-from rsbench.models.manifest import add_to_manifest
+from rsbench.models.manifest import add_to_manifest, read_manifest
 
 ROOT = Path(__file__).resolve().parents[1] / "outputs" / "published"
 # rsbench robustness: per-point margin radii, per-point RS certificates, the curves and the summary
@@ -59,6 +61,23 @@ def publish_model(run: Path, name: str, command: str, commit: str | None, machin
     print(f"published {folder / f'{name}.pt'} (manifest {folder / 'MANIFEST.json'})")
 
 
+def record_published_digest(fingerprint: Path) -> None:
+    """A run made before runs recorded their model's sha256 gets the digest of the published model it names (its
+    load checked that file against the manifest); one that records another digest is refused."""
+    data = json.loads(fingerprint.read_text())
+    model = data.get("model") or {}
+    named = Path(str(model.get("checkpoint")))
+    entry = read_manifest(ROOT / "models").get(named.name) if named.parent == Path("outputs/published/models") \
+        else None
+    if entry is None:
+        return
+    if model.get("sha256") not in (None, entry["sha256"]):
+        raise RsbenchError(f"{fingerprint}: its model's sha256 is not that of the published {named}")
+    if model.get("sha256") is None:
+        data["model"] = {**model, "sha256": entry["sha256"]}
+        write_json_atomic(fingerprint, data)
+
+
 def publish_results(run: Path, dest: str) -> None:
     """Copy a run's result files (and its saved config) to ``results/<dest>``; a sweep dir, or a run of several
     certificates (``certificate-*``), is published run by run under the same relative paths."""
@@ -78,8 +97,10 @@ def publish_results(run: Path, dest: str) -> None:
         raise RsbenchError(f"{run} holds no certify.csv, predict.csv or robustness results (summary.json, points.csv)")
     for p in [*csvs, *run.glob("*.fingerprint.json")]:
         shutil.copyfile(p, target / p.name)
+        if p.name.endswith(".fingerprint.json"):
+            record_published_digest(target / p.name)
     (target / ".hydra").mkdir(exist_ok=True)
-    for name in ("config.yaml", "overrides.yaml"):  # the run's settings: labels, `rsbench verify`
+    for name in ("config.yaml", "overrides.yaml", "shared_pass.yaml"):  # the run's settings and record
         if (run / ".hydra" / name).is_file():
             shutil.copyfile(run / ".hydra" / name, target / ".hydra" / name)
     print(f"published {', '.join(p.name for p in csvs)} of {run} -> {target}")

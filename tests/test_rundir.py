@@ -54,6 +54,8 @@ def test_each_certificate_of_a_shared_pass_records_the_command_that_reruns_it_al
         overrides = yaml.safe_load((sub / ".hydra" / "overrides.yaml").read_text())
         assert f"method.certificate={name}" in overrides and sum("method.certificate" in o for o in overrides) == 1
         assert yaml.safe_load((sub / ".hydra" / "config.yaml").read_text())["method"]["certificate"] == name
+        shared = yaml.safe_load((sub / ".hydra" / "shared_pass.yaml").read_text())["command"]
+        assert "method.certificate=[paper,pooled]" in shared and "K=2" in shared
         alone = tmp_path / f"alone-{name}"
         run_cli(["certify", *overrides, f"hydra.run.dir={alone}"], tmp_path)
         assert _rows(alone) == _rows(sub), f"certificate {name} alone gives other rows than in the shared pass"

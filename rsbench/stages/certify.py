@@ -104,7 +104,7 @@ def certify_shared(cfg: DictConfig, out: Path, certificates: list[str]) -> None:
         records = current()
         if records is not None:  # what re-runs this certificate alone: its config and the command's overrides
             alone = [o for o in task if o.partition("=")[0] != "method.certificate"] + [f"method.certificate={name}"]
-            records.plan_inner(sub_out, sub, alone)
+            records.plan_inner(sub_out, sub, alone, task)
         with run_dir_lock(sub_out, "certify"):
             tables.update(certify_run(sub, sub_out, memo))
     print(f"\n{out}: {len(subs)} certificates, draws shared where they coincide")

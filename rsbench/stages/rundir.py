@@ -57,15 +57,16 @@ class RunRecords:
     def __init__(self, stage: str, cfg: DictConfig) -> None:
         self.stage, self.cfg = stage, cfg
         self.accepted: set[Path] = set()
-        self.inner: dict[Path, tuple[DictConfig, list[str]]] = {}
+        self.inner: dict[Path, tuple[DictConfig, list[str], list[str] | None]] = {}
         self.held = logging.handlers.MemoryHandler(capacity=1 << 30, flushLevel=logging.CRITICAL + 1)
         self.file: logging.Handler | None = None
         logging.getLogger().addHandler(self.held)
 
-    def plan_inner(self, out: Path, cfg: DictConfig, overrides: list[str]) -> None:
+    def plan_inner(self, out: Path, cfg: DictConfig, overrides: list[str], shared: list[str] | None = None) -> None:
         """A run inside the job's dir (one certificate of a shared sampling pass): ``cfg`` is the config it has
-        alone and ``overrides`` the command-line overrides that re-run it alone; written when it is accepted."""
-        self.inner[Path(out).resolve()] = (cfg, list(overrides))
+        alone, ``overrides`` the command-line overrides that re-run it alone, ``shared`` those of the pass that
+        produced it (``.hydra/shared_pass.yaml``); written when it is accepted."""
+        self.inner[Path(out).resolve()] = (cfg, list(overrides), None if shared is None else list(shared))
 
     def accept(self, out: Path) -> None:
         """``out`` may hold this run: write its records (once) and the Hydra job's (its records, its log)."""
@@ -73,9 +74,15 @@ class RunRecords:
         job = Path(HydraConfig.get().runtime.output_dir).resolve() if HydraConfig.initialized() else None
         if out in self.inner and out not in self.accepted:
             self.accepted.add(out)
-            cfg, overrides = self.inner[out]
+            cfg, overrides, shared = self.inner[out]
             _write_yaml(out / ".hydra" / "config.yaml", cfg)
             _write_yaml(out / ".hydra" / "overrides.yaml", OmegaConf.create(overrides))
+            if shared is not None:
+                _write_yaml(out / ".hydra" / "shared_pass.yaml", OmegaConf.create({
+                    "command": "rsbench certify " + " ".join(shared),
+                    "note": "this run's rows came from one sampling pass shared with the other certificates of "
+                            "this command; overrides.yaml re-runs this certificate alone to the same rows (time_s "
+                            "aside)"}))
         if job is None or job in self.accepted:
             return
         self.accepted.add(job)
