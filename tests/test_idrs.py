@@ -12,7 +12,7 @@ from scipy.stats import norm
 from conftest import TINY_TRAIN, read_rows, run_cli
 from halfspace import Halfspace, OneHotHalfspace, certify_at_distances, point_at_distance
 from rsbench.certify.certificates import gaussian_l2_radius, idrs_radius
-from rsbench.certify.lipschitz import idrs_lipschitz
+from rsbench.certify.lipschitz import check_lemma3, idrs_lipschitz
 from rsbench.certify.sampling import PointSampler
 from rsbench.certify.soft import normalized, soft_bounds
 from rsbench.errors import RsbenchError
@@ -38,6 +38,10 @@ def test_radius_shrinks_with_lipschitz_sigma() -> None:
     radii = [idrs_radius(0.99, 0.005, idrs_lipschitz(0.65, lip, D, P_MIN)) for lip in (0.0, 0.1, 0.5)]
     assert radii[0] > radii[1] > radii[2] > 0
     assert idrs_lipschitz(0.65, 0.5, D, P_MIN) == pytest.approx(34.71, abs=0.01)  # DESIGN.md magnitude
+    # the paper (after Lemma 3): "when d = 784, R is monotone decreasing on [p_min, 1 - p_min] with p_min = 1e-10";
+    # checked numerically here too, where L grows to 35.33
+    check_lemma3(D, 1e-10)
+    assert idrs_lipschitz(0.65, 0.5, D, 1e-10) == pytest.approx(35.333, abs=0.001)
 
 
 def _known_sigma_net(direction: torch.Tensor, lip: float, offset: float, sigma_min: float = 0.65) -> SigmaNet:
