@@ -29,7 +29,9 @@ from omegaconf import OmegaConf
 from rsbench.analysis.paired import paired_comparison
 from rsbench.config_check import CONF_DIR
 from rsbench.errors import RsbenchError, require
+from rsbench.plot.runs import csvs_of, draw_runs
 from rsbench.results import read_results
+from rsbench.verify import verify
 
 REPO = Path(CONF_DIR).parent
 RESULTS = REPO / "outputs" / "published" / "results"
@@ -96,7 +98,6 @@ def resolve(run: str) -> Path:
 
 
 def _run_csvs(run: str) -> list[Path]:
-    from rsbench.plot.runs import csvs_of
 
     return csvs_of(str(resolve(run)))
 
@@ -180,7 +181,6 @@ def write_index(doc: Path, text: str) -> bool:
 
 def draw(fig: Figure, out: Path) -> list[Path]:
     """The figure, its table and its paired comparisons from the committed runs it names (those that exist)."""
-    from rsbench.plot.runs import draw_runs
 
     runs = [resolve(r) for r in fig.runs if committed(r)]
     written: list[Path] = []
@@ -203,7 +203,6 @@ def draw(fig: Figure, out: Path) -> list[Path]:
 
 def check_rows(sample: int | None, seed: int = 0) -> tuple[int, list[str]]:
     """``rsbench verify`` over every committed certify.csv (``sample`` seeded rows each, or all): (files, problems)."""
-    from rsbench.verify import verify
 
     problems: list[str] = []
     csvs = sorted(RESULTS.rglob("certify.csv"))

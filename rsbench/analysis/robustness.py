@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from rsbench.progress import progress
+
 
 def survival(radius: np.ndarray, correct: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """F(r) on ``grid``: fraction of points with ``correct`` and ``radius >= r``."""
@@ -66,7 +68,6 @@ def noise_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: fl
 def noise_accuracy_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: float, draws: int, seed: int,
                          num_classes: int, cutoff: float = 0.03, max_steps: int = 100) -> list[float]:
     """NoiseAcc at sigma = 0, step, 2 step, ... until it falls below 1/|C| + cutoff (B.2 step 5)."""
-    from rsbench.progress import progress
 
     g = torch.Generator(device=x.device).manual_seed(seed)
     curve = [noise_accuracy(model, x, y, 0.0, 1, g)]

@@ -27,6 +27,7 @@ from rsbench.errors import check_count, check_positive, require
 from rsbench.log import log
 from rsbench.methods.base import METHODS, MethodContext
 from rsbench.noise.lowrank import AnisotropicGaussianNoise, LowRankCovariance, one_thread
+from rsbench.progress import progress  # tqdm: loaded only when attacks run
 
 DEFAULT_ATTACK = {"name": "square_fgsm", "eps_inf": 0.5, "queries": 5000, "eps_l2": 0.5}
 
@@ -111,7 +112,6 @@ class DSmooth:
         return torch.load(path, map_location="cpu", weights_only=True)
 
     def _attack_training_images(self, ctx: MethodContext, path: Path) -> torch.Tensor:
-        from rsbench.progress import progress  # tqdm: loaded only when attacks run
 
         ds = ctx.train_data()
         g = torch.Generator().manual_seed(int(ctx.seed))

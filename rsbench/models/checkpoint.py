@@ -17,6 +17,8 @@ from torch import nn
 from rsbench.cache import atomic_write, torch_writer
 from rsbench.data.registry import DatasetSpec
 from rsbench.errors import RsbenchError
+from rsbench.models.cohen import is_cohen_checkpoint, load_cohen
+from rsbench.models.macer import is_macer_checkpoint, load_macer
 from rsbench.models.manifest import check_digest, sha256_bytes
 from rsbench.models.registry import MODELS, NormalizedModel, build_model
 
@@ -112,8 +114,6 @@ def load_weights_file(path: str | Path, arch: str, params: dict[str, Any], spec:
     normalisation (Cohen et al.'s and the repositories that kept it: SmoothAdv, consistency, SmoothMix,
     :mod:`rsbench.models.cohen`; MACER's, :mod:`rsbench.models.macer`), or a plain torchvision state_dict
     loaded into ``arch``'s network."""
-    from rsbench.models.cohen import is_cohen_checkpoint, load_cohen
-    from rsbench.models.macer import is_macer_checkpoint, load_macer
 
     path = Path(path)
     data = read_bytes(path, "model.weights_file", WEIGHTS_SOURCE)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rsbench.errors import RsbenchError
+from rsbench.errors import RsbenchError, require
 from rsbench.models.registry import MODELS
 
 
@@ -220,7 +220,6 @@ def lipschitz_upper_bound(net: nn.Module, input_shape: tuple[int, ...]) -> float
 
 def check_pixel_space(model: nn.Module) -> None:
     """Refuse a NormalizedModel that rescales its input: the bound must hold for pixel-space perturbations."""
-    from rsbench.errors import require
 
     require(hasattr(model, "std") and hasattr(model, "mean"),
             "margin certificates need one of rsbench's 1-Lipschitz networks (model=sra_mlp or sra_cnn), "

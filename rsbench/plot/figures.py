@@ -12,6 +12,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from rsbench.analysis.curves import attacked_certified_accuracy
 from rsbench.errors import require
 from rsbench.plot.certified_accuracy import Curve, plot_certified_accuracy, plot_panels
 from rsbench.registry import Registry
@@ -132,7 +133,6 @@ def dsmooth_figure1(runs: Mapping[str, pd.DataFrame], out_stem: Path, title: str
                                                                                          str(df["method"].iloc[0]))
         attacked = ""
         if "attack_inside" in df:
-            from rsbench.analysis.curves import attacked_certified_accuracy
 
             attacked = f", attacked {attacked_certified_accuracy(df):.2f}"
         own[f"{name}{attacked}"] = Curve(df, _NORM_STYLE.get(norm, {}))  # the panel names each curve's norm

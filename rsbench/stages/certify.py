@@ -14,9 +14,12 @@ from omegaconf import DictConfig, ListConfig, open_dict
 
 from rsbench.analysis.curves import format_table, mark_unsound, summary_table
 from rsbench.analysis.intervals import check_level
+from rsbench.attacks import check_attack, run_attack
 from rsbench.certify.bounds import max_certifiable_p, n_to_reach
 from rsbench.certify.sequential import SequentialSpec
+from rsbench.certify.smoothing import ABSTAIN
 from rsbench.errors import RsbenchError, check_count, check_positive, check_probability, require
+from rsbench.methods import make_method
 from rsbench.plot.certified_accuracy import plot_certified_accuracy
 from rsbench.stages.common import CONF_DIR, log, plain, run_stage
 from rsbench.stages.points import prepare_point_run
@@ -33,8 +36,6 @@ _ATTACK_LOCK = threading.Lock()
 def attack_row(method, run, attack: dict, x: torch.Tensor, idx: int, radius: float, predict: int) -> dict:
     """Attack test point ``idx`` (the base model, its true label) and measure the perturbation in the norm
     the method certifies: ``attack_norm``, and ``attack_inside`` = 1 if it lies in the certified region."""
-    from rsbench.attacks import run_attack
-    from rsbench.certify.smoothing import ABSTAIN
 
     label = torch.tensor([int(run.test_ds[idx][1])], device=x.device)
     with _ATTACK_LOCK:
@@ -84,7 +85,6 @@ def certify_shared(cfg: DictConfig, out: Path, certificates: list[str]) -> None:
     draws the same way (e.g. MoG's paper and pooled certificates both bound the pooled count of N mixture
     draws), so its rows are those of separate runs (``time_s`` aside: a run that reuses draws times only its own
     arithmetic). Each sub-run resumes on its own and can be re-run alone with its single certificate."""
-    from rsbench.methods import make_method
 
     require(len(certificates) > 0 and len(set(certificates)) == len(certificates),
             f"method.certificate={certificates} must list distinct certificates")
@@ -134,7 +134,6 @@ def certify_run(cfg: DictConfig, out: Path, memo: dict | None = None) -> dict[st
         settings["sequential"] = {"n_min": sequential.n_min, "max_radius": sequential.max_radius}
     attack = plain(c.get("attack"))
     if attack:
-        from rsbench.attacks import check_attack
 
         attack = check_attack(attack, "certify.attack")
     if not c.overwrite:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,10 +11,15 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from rsbench.certify.sampling import PRECISIONS, autocast
 from rsbench.data import DatasetSpec
 from rsbench.errors import check_count, require
+from rsbench.methods import make_method
 from rsbench.methods.base import MethodContext
-from rsbench.models.registry import NormalizedModel
+from rsbench.models.orthogonal import check_pixel_space
+from rsbench.models.registry import NormalizedModel, build_model, check_input
+from rsbench.progress import progress
+from rsbench.results import ResultsCSV, check_fingerprint, partial_differs, refuse_other_configuration
 from rsbench.sharding import shard_indices, write_plan
 from rsbench.smoothed import Smoothed
 from rsbench.stages.common import (
@@ -72,8 +78,6 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
     ``settings`` (already validated Monte Carlo settings, e.g. n0, n, alpha) join the method, dataset,
     model and seed in the fingerprint that a resumed run dir must match.
     """
-    from rsbench.methods import make_method
-    from rsbench.results import check_fingerprint, partial_differs, refuse_other_configuration
 
     section = cfg[stage]
     require(cfg.get("K") is None or cfg.method.get("K") is not None,
@@ -83,7 +87,6 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
     for key in ("channels_last", "pushforward"):
         require(section.get(key, "auto") in ("auto", "off"),
                 f"{stage}.{key}={section.get(key)!r} is invalid; valid values: auto, off")
-    from rsbench.certify.sampling import PRECISIONS
 
     precision = str(section.get("precision", "fp32"))
     require(precision in PRECISIONS, f"{stage}.precision={precision!r} is invalid; valid values: "
@@ -103,8 +106,6 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
     if spec.stand_in:
         log.warning("dataset %s is synthetic stand-in data: this is a smoke run, not a result", spec.name)
     if getattr(method, "pixel_space_model", False):  # refuse before any default model is trained
-        from rsbench.models.orthogonal import check_pixel_space
-        from rsbench.models.registry import build_model
 
         arch, params = model_choice(cfg)
         check_pixel_space(build_model(arch, spec, params))
@@ -173,9 +174,7 @@ def fastest_batch(model: torch.nn.Module, spec: DatasetSpec, device: torch.devic
     runs out or throughput has fallen twice in a row. Results do not depend on the batch size (noise is
     seeded per block), only speed does.
     """
-    import time
 
-    from rsbench.certify.sampling import autocast
 
     on_gpu = device.type == "cuda"
     candidates = candidates or (GPU_BATCHES if on_gpu else (100, 200, 400, 800, 1600))
@@ -225,11 +224,7 @@ def run_points(csv_path: Path, columns: tuple[str, ...], indices: list[int], tes
     ``correct`` and ``time_s`` are added here, and ``pixels`` (the image's pixel source) where the dataset
     records one (CIFAR-10's shared layout). A tqdm bar shows progress and running accuracy.
     """
-    import time
 
-    from rsbench.models.registry import check_input
-    from rsbench.progress import progress
-    from rsbench.results import ResultsCSV
 
     pixels = getattr(test_ds, "pixels", None)
     if pixels is not None:

@@ -14,8 +14,12 @@ from omegaconf import DictConfig
 
 from rsbench.analysis.robustness import auc_cr, auc_gn, linear_corruption_curve, noise_accuracy_curve, survival
 from rsbench.certify.margin import ALPHA_L2, margin_loss, margin_radius, mscr
+from rsbench.certify.sampling import PointSampler
 from rsbench.errors import RsbenchError, check_count, require
+from rsbench.methods.gaussian import GaussianSmoothing
 from rsbench.models.orthogonal import check_pixel_space, lipschitz_upper_bound, output_moments
+from rsbench.models.registry import build_model
+from rsbench.plot.sra import plot_robustness
 from rsbench.stages.common import (
     CONF_DIR,
     dataset_split,
@@ -27,6 +31,7 @@ from rsbench.stages.common import (
     select_device,
     select_indices,
 )
+from rsbench.stages.points import run_points
 from rsbench.stages.rundir import accept
 
 RS_COLUMNS = ("idx", "label", "predict", "radius", "correct", "time_s", "p_lower")
@@ -34,9 +39,6 @@ RS_COLUMNS = ("idx", "label", "predict", "radius", "correct", "time_s", "p_lower
 
 def _rs_radii(cfg: DictConfig, model, spec, test_ds, indices: list[int], out: Path, device) -> pd.DataFrame:
     """Cohen's CERTIFY on every ``rs.skip``-th evaluated point (resumable rs.csv)."""
-    from rsbench.certify.sampling import PointSampler
-    from rsbench.methods.gaussian import GaussianSmoothing
-    from rsbench.stages.points import run_points
 
     rs = cfg.robustness.rs
     method = GaussianSmoothing(float(rs.sigma))
@@ -53,7 +55,6 @@ def _rs_radii(cfg: DictConfig, model, spec, test_ds, indices: list[int], out: Pa
 
 
 def robustness(cfg: DictConfig, out: Path) -> None:
-    from rsbench.models.registry import build_model
 
     r = cfg.robustness
     device = select_device(cfg.device)
@@ -116,7 +117,6 @@ def robustness(cfg: DictConfig, out: Path) -> None:
         "mscr_vs_mc_corr": float(np.corrcoef(closed, mc)[0, 1]) if len(mc) > 1 else float("nan"),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    from rsbench.plot.sra import plot_robustness
 
     figs = plot_robustness({out.name: curves}, out / "robustness")
     log.info("wrote %s", ", ".join(str(p) for p in [out / "summary.json", out / "curves.csv", *figs]))

@@ -15,6 +15,7 @@ d = 0.7071 here, and d = 1 here is their d' = 1.414. mh and zhen use the same d 
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rsbench.certify.margin import margin_radius, mscr, zhen_radius
+from rsbench.errors import RsbenchError
 from rsbench.models.orthogonal import output_moments
 from rsbench.registry import Registry
 
@@ -69,9 +71,7 @@ def zhen_loss(model: nn.Module, x: Tensor, y: Tensor, d: float, var_x: float) ->
 
 def make_loss(spec: dict | None) -> Callable[[nn.Module, Tensor, Tensor], tuple[Tensor, Tensor]]:
     """``{"name": ..., **params}`` -> loss(model, x, y); parameters are checked against the loss's signature."""
-    import inspect
 
-    from rsbench.errors import RsbenchError
 
     params = {k: v for k, v in dict(spec or {"name": "sce"}).items() if v is not None}  # unset keys are null
     name = params.pop("name", "sce")
