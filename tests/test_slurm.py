@@ -65,7 +65,7 @@ def test_slurm_two_shard_sweep_merges_to_local_run(tmp_path, tiny_model) -> None
     sweep = tmp_path / "sweep"
     res = run_cli_subprocess(["certify", "-m", *SMALL_JOBS, *_args(tmp_path, tiny_model), "certify.shard=0,1",
                               "certify.num_shards=2", f"hydra.sweep.dir={sweep}",
-                              "hydra.launcher.timeout_min=20"], tmp_path, timeout=900)
+                              "hydra.launcher.timeout_min=20"], tmp_path)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert len(list((sweep / ".submitit").glob("*/*_log.out"))) == 2  # two SLURM array tasks ran
     merged = run_cli_subprocess(["merge", str(sweep)], tmp_path)
@@ -79,7 +79,7 @@ def test_slurm_failing_job_is_reported_and_the_others_finish(tmp_path, tiny_mode
     one with rsbench's one-line error, and ends (it used to wait forever)."""
     sweep = tmp_path / "sweep"
     res = run_cli_subprocess(["certify", "-m", *SMALL_JOBS, *_args(tmp_path, tiny_model, "certify.n=300,0"),
-                              f"hydra.sweep.dir={sweep}", "hydra.launcher.timeout_min=20"], tmp_path, timeout=600)
+                              f"hydra.sweep.dir={sweep}", "hydra.launcher.timeout_min=20"], tmp_path)
     assert res.returncode == 1, res.stdout[-3000:] + res.stderr[-3000:]
     err = res.stderr
     assert "rsbench certify: error: 1 sweep job(s) failed:" in err, err[-3000:]
@@ -155,7 +155,7 @@ def test_slurm_killed_job_then_relaunch_only_the_incomplete_shard(tmp_path, tiny
     relaunch = shlex.split(lines[-1].split(": ", 1)[1])
     assert relaunch[:3] == ["rsbench", "certify", "-m"] and "hydra/launcher=slurm" in relaunch
     before = _job_dirs(sweep)
-    res = run_cli_subprocess(relaunch[1:], tmp_path, timeout=900)
+    res = run_cli_subprocess(relaunch[1:], tmp_path)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert len(set(_job_dirs(sweep)) - set(before)) == 1  # only shard 1 paid for an allocation
     merged = run_cli_subprocess(["merge", str(sweep)], tmp_path)
@@ -245,7 +245,7 @@ def test_slurm_training_timeout_is_requeued_and_resumes(tmp_path) -> None:
     assert "resuming training from" in (run / "train.log").read_text()
     local = tmp_path / "local"  # one thread, as the job had (cpus_per_task=1): the same kernels, the same sums
     done = subprocess.run([sys.executable, "-m", "rsbench.cli", *args, f"hydra.run.dir={local}"], cwd=tmp_path,
-                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     a = torch.load(run / "model.pt", weights_only=True)["state_dict"]
     b = torch.load(local / "model.pt", weights_only=True)["state_dict"]
