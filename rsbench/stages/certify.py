@@ -48,7 +48,8 @@ def refuse_edited_rows(out: Path) -> None:
     """Resuming: the rows already in ``out/certify.csv`` are kept as done only if they recompute from their votes
     (``rsbench verify``'s check, :func:`rsbench.verify.verify`); the first that does not is named with its line."""
     csv_path = out / "certify.csv"
-    if not csv_path.is_file() or len(csv_path.read_bytes().splitlines()) <= 1:
+    data = csv_path.read_bytes() if csv_path.is_file() else b""
+    if len(data[:data.rfind(b"\n") + 1].splitlines()) <= 1:  # no complete row yet (a torn last line is not one)
         return
     problems, _ = verify(out, allow_unverifiable=True, allow_missing=True, torn_ok=True)
     if problems:
