@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -30,6 +31,13 @@ class PredictResult:
     count_a: int
     count_b: int
     pvalue: float
+
+
+def predict_row(res: PredictResult, method: str, params: dict[str, Any], n: int, alpha: float) -> dict[str, Any]:
+    """The row of Cohen's PREDICT that every method writes: its prediction (-1 abstains), the method and its noise
+    parameters, n, alpha, the top-two counts and the binomial p-value."""
+    return {"predict": res.prediction, "method": method, **params, "n": n, "alpha": alpha, "count_a": res.count_a,
+            "count_b": res.count_b, "pvalue": res.pvalue}
 
 
 def cohen_certify(counts: CountsFn, n0: int, n: int, alpha: float) -> CertifyEstimate:

@@ -22,7 +22,7 @@ from rsbench.certify.certificates import ellipsoid_l2_ball, mahalanobis_radius
 from rsbench.certify.recompute import NotRecomputable, certified_radius, hard_recompute
 from rsbench.certify.sampling import PointSampler
 from rsbench.certify.sequential import SequentialSpec
-from rsbench.certify.smoothing import ABSTAIN, certify_hard, cohen_predict
+from rsbench.certify.smoothing import ABSTAIN, certify_hard, cohen_predict, predict_row
 from rsbench.errors import check_count, check_positive, require
 from rsbench.log import log
 from rsbench.methods.base import METHODS, MethodContext
@@ -154,5 +154,4 @@ class DSmooth:
     def predict(self, sampler: PointSampler, n: int, alpha: float) -> dict[str, Any]:
         """DPRED (Alg. 1): Cohen's PREDICT under the anisotropic noise."""
         res = cohen_predict(sampler.hard, n, alpha)
-        return {"predict": res.prediction, "method": self.name, "sigma": self.sigma, "n": n, "alpha": alpha,
-                "count_a": res.count_a, "count_b": res.count_b, "pvalue": res.pvalue}
+        return predict_row(res, self.name, {"sigma": self.sigma}, n, alpha)

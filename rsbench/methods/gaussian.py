@@ -14,7 +14,7 @@ from rsbench.certify.certificates import gaussian_l2_radius
 from rsbench.certify.recompute import certified_radius, hard_recompute
 from rsbench.certify.sampling import PointSampler
 from rsbench.certify.sequential import SequentialSpec
-from rsbench.certify.smoothing import ABSTAIN, certify_hard, cohen_predict
+from rsbench.certify.smoothing import ABSTAIN, certify_hard, cohen_predict, predict_row
 from rsbench.certify.soft import check_bounds, soft_certify
 from rsbench.errors import RsbenchError, check_positive, require
 from rsbench.methods.base import METHODS
@@ -92,5 +92,4 @@ class GaussianSmoothing:
 
     def predict(self, sampler: PointSampler, n: int, alpha: float) -> dict[str, Any]:
         res = cohen_predict(sampler.hard, n, alpha)
-        return {"predict": res.prediction, "method": self.name, "sigma": self.sigma, "n": n, "alpha": alpha,
-                "count_a": res.count_a, "count_b": res.count_b, "pvalue": res.pvalue}
+        return predict_row(res, self.name, {"sigma": self.sigma}, n, alpha)

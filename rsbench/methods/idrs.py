@@ -22,7 +22,7 @@ from rsbench.certify.certificates import idrs_radius
 from rsbench.certify.lipschitz import idrs_lipschitz
 from rsbench.certify.sampling import PointSampler
 from rsbench.certify.sequential import HARD_VOTES_ONLY
-from rsbench.certify.smoothing import ABSTAIN, cohen_predict
+from rsbench.certify.smoothing import ABSTAIN, cohen_predict, predict_row
 from rsbench.certify.soft import check_bounds, soft_certify
 from rsbench.errors import RsbenchError, check_count, check_positive, require
 from rsbench.log import log
@@ -182,5 +182,4 @@ class InputDependentSmoothing:
         sigma = self.point_sigma(sampler.x)
         noise = GaussianNoise(sigma)
         res = cohen_predict(lambda num, phase: sampler.counts(num, phase, noise=noise), n, alpha)
-        return {"predict": res.prediction, "method": self.name, "sigma": sigma, "n": n, "alpha": alpha,
-                "count_a": res.count_a, "count_b": res.count_b, "pvalue": res.pvalue}
+        return predict_row(res, self.name, {"sigma": sigma}, n, alpha)

@@ -11,7 +11,7 @@ from rsbench.certify.certificates import laplace_l1_radius
 from rsbench.certify.recompute import certified_radius, hard_recompute
 from rsbench.certify.sampling import PointSampler
 from rsbench.certify.sequential import SequentialSpec
-from rsbench.certify.smoothing import ABSTAIN, certify_hard, cohen_predict
+from rsbench.certify.smoothing import ABSTAIN, certify_hard, cohen_predict, predict_row
 from rsbench.errors import check_positive
 from rsbench.methods.base import METHODS
 from rsbench.noise.laplace import LaplaceNoise
@@ -60,5 +60,4 @@ class LaplaceSmoothing:
 
     def predict(self, sampler: PointSampler, n: int, alpha: float) -> dict[str, Any]:
         res = cohen_predict(sampler.hard, n, alpha)
-        return {"predict": res.prediction, "method": self.name, "scale": self.scale, "n": n, "alpha": alpha,
-                "count_a": res.count_a, "count_b": res.count_b, "pvalue": res.pvalue}
+        return predict_row(res, self.name, {"scale": self.scale}, n, alpha)

@@ -31,7 +31,7 @@ from rsbench.certify.recompute import NotRecomputable, certified_radius
 from rsbench.certify.sampling import BLOCK, PointSampler
 from rsbench.certify.seeding import PHASE_ESTIMATE, PHASE_SELECT
 from rsbench.certify.sequential import SequentialSpec, look_schedule, sequential_component_bounds
-from rsbench.certify.smoothing import ABSTAIN, certify_hard, cohen_predict
+from rsbench.certify.smoothing import ABSTAIN, certify_hard, cohen_predict, predict_row
 from rsbench.certify.soft import soft_class_bounds
 from rsbench.errors import RsbenchError, check_positive, require
 from rsbench.methods.base import METHODS
@@ -217,5 +217,4 @@ class MixtureOfGaussiansSmoothing:
     def predict(self, sampler: PointSampler, n: int, alpha: float) -> dict[str, Any]:
         """Cohen et al.'s PREDICT (hard votes) under this method's noise."""
         res = cohen_predict(sampler.hard, n, alpha)
-        return {"predict": res.prediction, "method": self.name, "sigma": self.sigma_max, "n": n, "alpha": alpha,
-                "count_a": res.count_a, "count_b": res.count_b, "pvalue": res.pvalue}
+        return predict_row(res, self.name, {"sigma": self.sigma_max}, n, alpha)

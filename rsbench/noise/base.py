@@ -8,6 +8,14 @@ import torch
 
 
 class Noise(Protocol):
+    """What the sampler (:mod:`rsbench.certify.sampling`) calls: :meth:`fill` for every noise, in place, one
+    seeded block at a time; a :class:`ScaledGaussian` (eps = s z) also offers ``scales`` and ``draws_scales``, which
+    the pushforward and fused-kernel paths use. :meth:`sample` is the allocating form, for tests and attacks."""
+
+    def fill(self, out: torch.Tensor, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Write ``len(out)`` noisy copies ``x + eps_i`` into ``out`` (shape (m, *x.shape)); return ``out``."""
+        ...
+
     def sample(self, x: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
         """Return ``n`` noisy copies ``x + eps_i`` of one input ``x`` (shape (n, *x.shape))."""
         ...
