@@ -98,7 +98,6 @@ def resolve(run: str) -> Path:
 
 
 def _run_csvs(run: str) -> list[Path]:
-
     return csvs_of(str(resolve(run)))
 
 

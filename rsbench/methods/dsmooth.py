@@ -112,7 +112,6 @@ class DSmooth:
         return torch.load(path, map_location="cpu", weights_only=True)
 
     def _attack_training_images(self, ctx: MethodContext, path: Path) -> torch.Tensor:
-
         ds = ctx.train_data()
         g = torch.Generator().manual_seed(int(ctx.seed))
         order = torch.randperm(len(ds), generator=g)[:self.n_images].tolist()

@@ -97,7 +97,6 @@ class InputDependentSmoothing:
         return Path(ctx.outputs_dir) / "models" / f"{ctx.spec.name}-sigma_net-{digest}" / "sigma_net.pt"
 
     def _train(self, ctx: MethodContext, d: int, path: Path) -> None:
-
         log.info("no method.sigma_net given: training the IDRS sigma network -> %s", path.parent.parent)
         path.parent.mkdir()
         torch.manual_seed(int(ctx.seed))

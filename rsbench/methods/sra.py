@@ -48,7 +48,6 @@ class MarginCertificate:
         return "margin CR (eq. 6)"
 
     def prepare(self, ctx: MethodContext) -> dict[str, Any]:
-
         check_pixel_space(ctx.model)
         try:
             self.L = lipschitz_upper_bound(ctx.model.net, ctx.spec.shape)

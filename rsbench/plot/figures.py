@@ -133,7 +133,6 @@ def dsmooth_figure1(runs: Mapping[str, pd.DataFrame], out_stem: Path, title: str
                                                                                          str(df["method"].iloc[0]))
         attacked = ""
         if "attack_inside" in df:
-
             attacked = f", attacked {attacked_certified_accuracy(df):.2f}"
         own[f"{name}{attacked}"] = Curve(df, _NORM_STYLE.get(norm, {}))  # the panel names each curve's norm
         if norm == "mahalanobis":

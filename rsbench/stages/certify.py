@@ -135,7 +135,6 @@ def certify_run(cfg: DictConfig, out: Path, memo: dict | None = None) -> dict[st
         settings["sequential"] = {"n_min": sequential.n_min, "max_radius": sequential.max_radius}
     attack = plain(c.get("attack"))
     if attack:
-
         attack = check_attack(attack, "certify.attack")
     if not c.overwrite:
         refuse_edited_rows(out)

@@ -106,7 +106,6 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
     if spec.stand_in:
         log.warning("dataset %s is synthetic stand-in data: this is a smoke run, not a result", spec.name)
     if getattr(method, "pixel_space_model", False):  # refuse before any default model is trained
-
         arch, params = model_choice(cfg)
         check_pixel_space(build_model(arch, spec, params))
     csv_path = out / f"{stage}.csv"

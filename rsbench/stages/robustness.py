@@ -55,7 +55,6 @@ def _rs_radii(cfg: DictConfig, model, spec, test_ds, indices: list[int], out: Pa
 
 
 def robustness(cfg: DictConfig, out: Path) -> None:
-
     r = cfg.robustness
     device = select_device(cfg.device)
     test_ds, spec = dataset_split(cfg, "test")
