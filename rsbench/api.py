@@ -95,6 +95,7 @@ def smooth(model: nn.Module, method: str = "gaussian", *, num_classes: int | Non
     m = make_method(params)
     model = model.eval()
     device = next(iter(model.parameters()), torch.empty(0)).device
+    context = None
     if hasattr(m, "prepare"):
         if shape is None:
             raise RsbenchError(f"method={method!r} builds its artefacts from the model: pass input_shape=(C, H, W) "
@@ -104,9 +105,9 @@ def smooth(model: nn.Module, method: str = "gaussian", *, num_classes: int | Non
         if method in _ARTEFACT and train_data is None and not params.get(_ARTEFACT[method][0]):
             raise RsbenchError(f"method={method!r} needs train_data= (its {_ARTEFACT[method][1]} is built from it), "
                                f"or the method option {_ARTEFACT[method][0]}= naming a saved one")
-        m.prepare(MethodContext(int(seed), str(outputs_dir), model, {"checkpoint": f"api:{digest}"}, spec, device,
-                                lambda: train_data, TRAINERS))
-    return Smoothed.build(model, m, int(num_classes), shape, batch, precision)
+        context = MethodContext(int(seed), str(outputs_dir), model, {"checkpoint": f"api:{digest}"}, spec, device,
+                                lambda: train_data, TRAINERS)
+    return Smoothed.from_config(model, m, int(num_classes), shape, context, batch=batch, precision=precision)[0]
 
 
 _ARTEFACT = {"dsmooth": ("covariance", "covariance"), "idrs": ("sigma_net", "sigma network")}

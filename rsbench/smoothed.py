@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ from rsbench.certify.pushforward import LinearPushforward
 from rsbench.certify.sampling import PRECISIONS, PointSampler
 from rsbench.errors import RsbenchError, check_count, check_probability
 from rsbench.log import log
-from rsbench.methods.base import Method
+from rsbench.methods.base import Method, MethodContext, make_method
 from rsbench.models.registry import prefers_channels_last
 from rsbench.noise.base import ScaledGaussian
 
@@ -70,6 +70,19 @@ class Smoothed:
         if self.points_per_batch > 1:
             self.pool = ForwardPool()  # Monte Carlo counts pool whole; single forward calls by concatenation
             self._sampling = (PooledModel(forward, self.pool), self.pushforward, forward)
+
+    @classmethod
+    def from_config(cls, model: nn.Module, method: Method | Mapping[str, Any], num_classes: int,
+                    input_shape: tuple[int, ...] | None = None, context: MethodContext | None = None,
+                    **sampling: Any) -> tuple[Smoothed, dict[str, Any]]:
+        """The one road from a method's configuration to a smoothed classifier, for ``rsbench.smooth`` and the
+        certify, predict and robustness stages alike: the method (from its ``conf/method/`` keys, or built
+        already), its artefacts prepared from the model (``prepare(context)``: IDRS's sigma network, DSmooth's
+        covariance) and the sampling choices of :meth:`build`. Returns (the smoothed classifier, what identifies
+        the artefacts: it joins a run's fingerprint)."""
+        m = make_method(method) if isinstance(method, Mapping) else method
+        artefacts = m.prepare(context) if hasattr(m, "prepare") and context is not None else {}
+        return cls.build(model, m, num_classes, input_shape, **sampling), artefacts
 
     @classmethod
     def build(cls, model: nn.Module, method: Method, num_classes: int, input_shape: tuple[int, ...] | None = None,

@@ -240,3 +240,24 @@ def test_sra_through_the_api(tmp_path) -> None:
     rows = smoothed.certify_batch([ds[i][0] for i in idx], [int(ds[i][1]) for i in idx], n0=100,
                                   n=int(expected["n"].iloc[0]) if "n" in expected else 1000, indices=idx)
     pd.testing.assert_frame_equal(_as_csv(rows, tmp_path / "r" / "certify.csv", tmp_path / "api.csv"), expected)
+
+
+def test_the_api_and_the_stages_reach_the_sampler_through_one_constructor(tmp_path, tiny_model, monkeypatch) -> None:
+    """One road from config to row: rsbench.smooth, rsbench certify, predict and robustness's RS certificates all
+    build their smoothed classifier with Smoothed.from_config."""
+    from rsbench.smoothed import Smoothed
+
+    calls = []
+    original = Smoothed.from_config.__func__
+
+    def spy(cls, *args, **kwargs):
+        calls.append(args[1] if isinstance(args[1], dict) else args[1].name)
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(Smoothed, "from_config", classmethod(spy))
+    rsbench.smooth(_tiny(tiny_model), "mog", num_classes=10, K=2)
+    run_cli(["certify", *TINY_CERTIFY, "certify.max=60", f"model.checkpoint={tiny_model}",
+             f"hydra.run.dir={tmp_path / 'c'}"], tmp_path)
+    run_cli(["predict", *TINY_TRAIN, "predict.n=100", "predict.max=60", "predict.skip=50",
+             f"model.checkpoint={tiny_model}", f"hydra.run.dir={tmp_path / 'p'}"], tmp_path)
+    assert calls == ["mog", "gaussian", "gaussian"], calls

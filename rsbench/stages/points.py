@@ -116,10 +116,13 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
         refuse_other_configuration(fingerprint_path, partial_differs(
             fingerprint_path, {**config_part, "model": model_reference(cfg, spec, method.train_sigma)}))
     model, meta = resolve_model(cfg, spec, method.train_sigma, device)
-    artefacts = {}
-    if hasattr(method, "prepare"):
-        artefacts = method.prepare(MethodContext(int(cfg.seed), str(cfg.outputs_dir), model, meta, spec, device,
-                                                 lambda: dataset_split(cfg, "train")[0], TRAINERS))
+    k = points_per_batch(per_batch)
+    context = MethodContext(int(cfg.seed), str(cfg.outputs_dir), model, meta, spec, device,
+                            lambda: dataset_split(cfg, "train")[0], TRAINERS)
+    smoothed, artefacts = Smoothed.from_config(
+        model, method, spec.num_classes, spec.shape, context, batch=1, precision=precision,
+        channels_last=section.get("channels_last", "auto"), pushforward=section.get("pushforward", "auto"),
+        points_per_batch=k, compile=compile_)
     fingerprint = {"dataset": config_part["dataset"], "model": {k: meta.get(k) for k in MODEL_FINGERPRINT_KEYS},
                    "method": config_part["method"], **({"artefacts": artefacts} if artefacts else {}),
                    **settings, "seed": int(cfg.seed)}
@@ -127,14 +130,11 @@ def prepare_point_run(cfg: DictConfig, stage: str, out: Path, settings: dict[str
         check_fingerprint(fingerprint_path, fingerprint, False)
         write_plan(out / f"{stage}.plan.json", selection, shard, num_shards, indices)
         accept(out)
-    k = points_per_batch(per_batch)
     if k > 1:
         log.info("%s.points_per_batch=%d: %d test points share each forward batch", stage, k, k)
     if compile_:
         log.info("%s.compile=true: the network runs under torch.compile (the first batches of each shape compile)",
                  stage)
-    smoothed = Smoothed.build(model, method, spec.num_classes, spec.shape, 1, precision,
-                              section.get("channels_last", "auto"), section.get("pushforward", "auto"), k, compile_)
     if batch == "auto":
         batch = fastest_batch(smoothed.model, spec, device, smoothed.channels_last, PRECISIONS[precision])
         log.info("%s.batch=auto: %d samples per forward pass", stage, batch)

@@ -14,12 +14,11 @@ from omegaconf import DictConfig
 
 from rsbench.analysis.robustness import auc_cr, auc_gn, linear_corruption_curve, noise_accuracy_curve, survival
 from rsbench.certify.margin import ALPHA_L2, margin_loss, margin_radius, mscr
-from rsbench.certify.sampling import PointSampler
 from rsbench.errors import RsbenchError, check_count, require
-from rsbench.methods.gaussian import GaussianSmoothing
 from rsbench.models.orthogonal import check_pixel_space, lipschitz_upper_bound, output_moments
 from rsbench.models.registry import build_model
 from rsbench.plot.sra import plot_robustness
+from rsbench.smoothed import Smoothed
 from rsbench.stages.common import (
     CONF_DIR,
     dataset_split,
@@ -38,15 +37,16 @@ RS_COLUMNS = ("idx", "label", "predict", "radius", "correct", "time_s", "p_lower
 
 
 def _rs_radii(cfg: DictConfig, model, spec, test_ds, indices: list[int], out: Path, device) -> pd.DataFrame:
-    """Cohen's CERTIFY on every ``rs.skip``-th evaluated point (resumable rs.csv)."""
-
+    """Cohen's CERTIFY on every ``rs.skip``-th evaluated point (resumable rs.csv), through the one constructor
+    (plain sampling: no channels-last order, no pushforward, as the published rs.csv files were drawn)."""
     rs = cfg.robustness.rs
-    method = GaussianSmoothing(float(rs.sigma))
     n0, n, alpha = check_count("rs.n0", rs.n0), check_count("rs.n", rs.n), float(rs.alpha)
+    smoothed, _ = Smoothed.from_config(model, {"name": "gaussian", "sigma": float(rs.sigma)}, spec.num_classes,
+                                       spec.shape, batch=check_count("rs.batch", rs.batch), channels_last="off",
+                                       pushforward="off")
 
     def evaluate(x: torch.Tensor, i: int) -> dict:
-        row = method.certify(PointSampler(model, method.noise, x, i, spec.num_classes, int(rs.batch), int(cfg.seed)),
-                             n0, n, alpha)
+        row = smoothed.certify_fields(x, i, int(cfg.seed), n0, n, alpha)
         return {"predict": row["predict"], "radius": row["radius"], "p_lower": row["p_lower"]}
 
     run_points(out / "rs.csv", RS_COLUMNS, indices[::check_count("rs.skip", rs.skip)], test_ds, spec, device,
